@@ -1,0 +1,374 @@
+"""The partial-diffusion engine.
+
+``PartialDiffusion`` runs the original model for the steps with ``t >= c`` and
+the unlearned model for the rest, exactly as a plain diffusers pipeline call
+whose ``callback_on_step_end`` swaps ``pipe.unet`` at the cutoff would
+(DESIGN.md). ``sweep`` shares the original's trajectory between all ψ: it runs
+the original once per image up to the largest ψ and branches every ψ from its
+cutoff, carrying the scheduler and generator state so stochastic schedulers
+stay exact. Each image has its own CPU generator seeded with its seed, so no
+image depends on how images were batched.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .loading import check_pipeline, load_unlearned
+from .schedule import StepSplit, check_psi, split_steps
+
+__all__ = ["Images", "PartialDiffusion", "Sweep", "check_prompts", "check_seeds"]
+
+
+def check_prompts(prompts: object) -> list[str]:
+    """Return ``prompts`` as a non-empty list of strings, or raise."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, Iterable):
+        raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    items = list(prompts)
+    if not items:
+        raise ValueError("prompts must not be empty: give at least one prompt")
+    bad = [p for p in items if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"every prompt must be a string, got {bad[0]!r} ({type(bad[0]).__name__})")
+    return items
+
+
+def check_seeds(seeds: object) -> list[int]:
+    """Return ``seeds`` as a non-empty list of non-negative integers, or raise."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, Iterable) or isinstance(seeds, str | bytes):
+        raise TypeError(f"seeds must be a list of non-negative integers, got {seeds!r}")
+    items = list(seeds)
+    if not items:
+        raise ValueError("seeds must not be empty: give at least one seed")
+    out = []
+    for seed in items:
+        if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+            raise TypeError(f"every seed must be a non-negative integer, got {seed!r}")
+        value = int(seed.__index__())
+        if value < 0 or value >= 2**63:
+            raise ValueError(f"every seed must be a non-negative integer below 2**63, got {seed!r}")
+        out.append(value)
+    return out
+
+
+def _check_psis(psis: object) -> list[float]:
+    if isinstance(psis, int | float):
+        psis = [psis]
+    if not isinstance(psis, Iterable):
+        raise TypeError(f"psis must be a list of numbers in [0, 1], got {psis!r}")
+    values = [check_psi(p, name="every psi") for p in psis]
+    if not values:
+        raise ValueError("psis must not be empty: give at least one psi")
+    return values
+
+
+@dataclass
+class Images:
+    """Images for one ψ: ``images`` is N×C×H×W in [0, 1], prompt-major, seed-minor."""
+
+    images: torch.Tensor
+    prompts: list[str]
+    seeds: list[int]
+    psi: float
+    unet_evals: int
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class Sweep:
+    """Images for every ψ of a sweep, and what they cost.
+
+    ``unet_evals`` counts guided denoising evaluations per image (the
+    conditional and unconditional halves of classifier-free guidance count
+    as one, since they go in one UNet call); ``naive_unet_evals`` is what one
+    full generation per ψ would have cost.
+    """
+
+    psis: list[float]
+    prompts: list[str]
+    seeds: list[int]
+    images: dict[float, torch.Tensor]
+    unet_evals: int
+    naive_unet_evals: int
+    seconds: float = 0.0
+    original_unet_evals: int = 0
+    unlearned_unet_evals: int = 0
+    splits: dict[float, StepSplit] = field(default_factory=dict)
+
+    def __getitem__(self, psi: float) -> torch.Tensor:
+        key = check_psi(psi)
+        if key not in self.images:
+            raise KeyError(f"psi {psi!r} is not in this sweep; it has {sorted(self.images)}")
+        return self.images[key]
+
+    def at(self, psi: float) -> Images:
+        """The images of one ψ as an ``Images`` record."""
+        return Images(self[psi], self.prompts, self.seeds, check_psi(psi), 0)
+
+
+@dataclass
+class _Trajectory:
+    """The state of one batch of images between two denoising steps."""
+
+    latents: torch.Tensor
+    scheduler: Any
+    generators: list[torch.Generator]
+
+    def fork(self) -> _Trajectory:
+        clones = []
+        for gen in self.generators:
+            clone = torch.Generator(device=gen.device)
+            clone.set_state(gen.get_state())
+            clones.append(clone)
+        return _Trajectory(self.latents.clone(), copy.deepcopy(self.scheduler), clones)
+
+
+def _encode(pipe: Any, prompts: list[str], device: torch.device, cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prompt and negative (empty-prompt) embeddings, as the pipeline computes them."""
+    if hasattr(pipe, "encode_prompt"):
+        positive, negative = pipe.encode_prompt(prompts, device, 1, cfg, negative_prompt=None)
+        return positive, negative if cfg else None
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        ids = tokenizer(
+            texts, padding="max_length", max_length=tokenizer.model_max_length,
+            truncation=True, return_tensors="pt",
+        ).input_ids.to(device)
+        return encoder(ids)[0]
+
+    return embed(prompts), embed([""] * len(prompts)) if cfg else None
+
+
+class _Model:
+    """One side of the hand-off: a UNet with the prompt embeddings it uses."""
+
+    def __init__(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool, dtype: torch.dtype):
+        self.unet = pipe.unet
+        with torch.inference_mode():
+            positive, negative = _encode(pipe, prompts, device, cfg)
+        self.positive = positive.to(dtype)
+        self.negative = None if negative is None else negative.to(dtype)
+
+    def embeddings(self, prompt_index: torch.Tensor) -> torch.Tensor:
+        positive = self.positive[prompt_index]
+        if self.negative is None:
+            return positive
+        return torch.cat([self.negative[prompt_index], positive])
+
+
+class PartialDiffusion:
+    """Partial diffusion between an original and an unlearned diffusers model.
+
+    ``original`` is a StableDiffusionPipeline (or anything with the same
+    parts); ``unlearned`` is another pipeline, a ``UNet2DConditionModel`` or a
+    path to UNet weights (see ``load_unlearned``). The original's scheduler
+    drives both models. ``batch_size`` is the number of images per UNet call
+    (twice that many rows go in with classifier-free guidance).
+    """
+
+    def __init__(
+        self,
+        original: Any,
+        unlearned: Any,
+        *,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        eta: float = 0.0,
+        batch_size: int = 16,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> None:
+        check_pipeline(original, name="original")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+            raise TypeError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        for name, value in (("guidance_scale", guidance_scale), ("eta", eta)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.original = original
+        self.unlearned = load_unlearned(original, unlearned)
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = float(guidance_scale)
+        self.eta = float(eta)
+        self.batch_size = batch_size
+        scale = 2 ** (len(original.vae.config.block_out_channels) - 1)
+        self.height = height or original.unet.config.sample_size * scale
+        self.width = width or original.unet.config.sample_size * scale
+        self._latent_shape = (
+            original.unet.config.in_channels, self.height // scale, self.width // scale,
+        )
+
+    # -- schedule -----------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.original.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.original.unet.dtype
+
+    @property
+    def do_cfg(self) -> bool:
+        time_cond = getattr(self.original.unet.config, "time_cond_proj_dim", None)
+        return self.guidance_scale > 1.0 and time_cond is None
+
+    def _new_scheduler(self) -> Any:
+        scheduler = copy.deepcopy(self.original.scheduler)
+        scheduler.set_timesteps(self.num_inference_steps, device=self.device)
+        return scheduler
+
+    @property
+    def timesteps(self) -> list[float]:
+        """The scheduled timesteps, as the pipeline would run them."""
+        return [float(t) for t in self._new_scheduler().timesteps]
+
+    def steps_for(self, psi: float) -> StepSplit:
+        """Which inference steps the original and the unlearned model run at ``psi``."""
+        num_train = int(self.original.scheduler.config.num_train_timesteps)
+        return split_steps(psi, self.timesteps, num_train)
+
+    # -- public API ---------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[str], psi: float, seeds: Sequence[int]) -> Images:
+        """Images of every (prompt, seed) at one ψ, prompt-major and seed-minor."""
+        value = check_psi(psi)
+        sweep = self.sweep(prompts, [value], seeds)
+        return Images(sweep.images[value], sweep.prompts, sweep.seeds, value, sweep.unet_evals, sweep.seconds)
+
+    def sweep(self, prompts: Sequence[str], psis: Sequence[float], seeds: Sequence[int]) -> Sweep:
+        """Images for every ψ in ``psis``, sharing the original's trajectory between them."""
+        prompt_list = check_prompts(prompts)
+        seed_list = check_seeds(seeds)
+        psi_list = _check_psis(psis)
+        start = time.perf_counter()
+        splits = {psi: self.steps_for(psi) for psi in psi_list}
+        handoffs = sorted({split.handoff for split in splits.values()})
+        total_steps = self.num_inference_steps
+        items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
+        cfg = self.do_cfg
+        original = _Model(self.original, prompt_list, self.device, cfg, self.dtype)
+        shared_text = (
+            self.unlearned.text_encoder is self.original.text_encoder
+            and self.unlearned.tokenizer is self.original.tokenizer
+        )
+        if shared_text:
+            unlearned = copy.copy(original)
+            unlearned.unet = self.unlearned.unet
+        else:
+            unlearned = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype)
+        by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
+        counts = {"original": 0, "unlearned": 0}
+        with torch.inference_mode():
+            for batch in _chunks(items, self.batch_size):
+                for handoff, images in self._branch_batch(batch, handoffs, original, unlearned, counts):
+                    by_handoff[handoff].append(images)
+        per_handoff = {k: torch.cat(v) for k, v in by_handoff.items()}
+        images = {psi: per_handoff[split.handoff] for psi, split in splits.items()}
+        evals = counts["original"] + counts["unlearned"]
+        return Sweep(
+            psis=psi_list,
+            prompts=prompt_list,
+            seeds=seed_list,
+            images=images,
+            unet_evals=evals,
+            naive_unet_evals=len(items) * total_steps * len(psi_list),
+            seconds=time.perf_counter() - start,
+            original_unet_evals=counts["original"],
+            unlearned_unet_evals=counts["unlearned"],
+            splits=splits,
+        )
+
+    # -- internals ----------------------------------------------------------------
+
+    def _start(self, batch: list[tuple[int, int]]) -> _Trajectory:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        scheduler = self._new_scheduler()
+        generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
+        noise = [
+            randn_tensor((1, *self._latent_shape), generator=gen, device=self.device, dtype=self.dtype)
+            for gen in generators
+        ]
+        latents = torch.cat(noise) * scheduler.init_noise_sigma
+        return _Trajectory(latents, scheduler, generators)
+
+    def _step_kwargs(self, scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
+        params = set(inspect.signature(scheduler.step).parameters)
+        kwargs: dict[str, Any] = {}
+        if "eta" in params:
+            kwargs["eta"] = self.eta
+        if "generator" in params:
+            kwargs["generator"] = generators
+        return kwargs
+
+    def _denoise(self, model: _Model, state: _Trajectory, step: int, embeddings: torch.Tensor) -> None:
+        scheduler = state.scheduler
+        t = scheduler.timesteps[step]
+        latent_in = torch.cat([state.latents] * 2) if model.negative is not None else state.latents
+        latent_in = scheduler.scale_model_input(latent_in, t)
+        noise = model.unet(latent_in, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        if model.negative is not None:
+            uncond, cond = noise.chunk(2)
+            noise = uncond + self.guidance_scale * (cond - uncond)
+        kwargs = self._step_kwargs(scheduler, state.generators)
+        state.latents = scheduler.step(noise, t, state.latents, **kwargs, return_dict=False)[0]
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.original.vae
+        image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+        return (image / 2 + 0.5).clamp(0, 1).float().cpu()
+
+    def _branch_batch(
+        self,
+        batch: list[tuple[int, int]],
+        handoffs: list[int],
+        original: _Model,
+        unlearned: _Model,
+        counts: dict[str, int],
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Walk the original's trajectory and finish every hand-off with the unlearned model."""
+        prompt_index = torch.tensor([p for p, _ in batch], device=self.device)
+        original_embeddings = original.embeddings(prompt_index)
+        unlearned_embeddings = unlearned.embeddings(prompt_index)
+        state = self._start(batch)
+        total = self.num_inference_steps
+        pending = list(handoffs)
+        for step in range(total + 1):
+            if pending and pending[0] == step:
+                pending.pop(0)
+                branch = state if not pending else state.fork()
+                for later in range(step, total):
+                    self._denoise(unlearned, branch, later, unlearned_embeddings)
+                    counts["unlearned"] += len(batch)
+                yield step, self._decode(branch.latents)
+            if not pending or step == total:
+                return
+            self._denoise(original, state, step, original_embeddings)
+            counts["original"] += len(batch)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,63 @@
+"""The reference partial diffusion: a plain pipeline call with a UNet swap.
+
+This is the behaviour DESIGN.md defines as ground truth, kept here so tests
+and benchmarks can compare the engine against it: a diffusers pipeline call
+whose ``callback_on_step_end`` swaps ``pipe.unet`` for the unlearned UNet once
+the next timestep is below the cutoff, with one CPU generator per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .schedule import cutoff_timestep
+
+__all__ = ["reference_partial_diffusion"]
+
+
+def reference_partial_diffusion(
+    original: Any,
+    unlearned_unet: Any,
+    prompts: Sequence[str],
+    psi: float,
+    seeds: Sequence[int],
+    *,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 7.5,
+    eta: float = 0.0,
+) -> torch.Tensor:
+    """Images (N×C×H×W in [0, 1], prompt-major, seed-minor) from one pipeline call."""
+    num_train = int(original.scheduler.config.num_train_timesteps)
+    cutoff = cutoff_timestep(psi, num_train)
+    original_unet = original.unet
+    all_prompts = [p for p in prompts for _ in seeds]
+    generators = [torch.Generator("cpu").manual_seed(int(s)) for _ in prompts for s in seeds]
+
+    def swap(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+        timesteps = pipe.scheduler.timesteps
+        if step + 1 < len(timesteps) and timesteps[step + 1] < cutoff:
+            pipe.unet = unlearned_unet
+        return callback_kwargs
+
+    original.scheduler.set_timesteps(num_inference_steps)
+    if original.scheduler.timesteps[0] < cutoff:
+        original.unet = unlearned_unet
+    try:
+        kwargs: dict[str, Any] = {}
+        if eta:
+            kwargs["eta"] = eta
+        out = original(
+            all_prompts,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generators,
+            output_type="pt",
+            callback_on_step_end=swap,
+            **kwargs,
+        )
+    finally:
+        original.unet = original_unet
+    return out.images.float().cpu()

@@ -1,0 +1,70 @@
+"""The ψ mapping: which scheduled steps the original and the unlearned model run.
+
+ψ is a fraction of *training* timesteps (DESIGN.md): with ``N`` training
+timesteps the cutoff is ``c = round(N * (1 - ψ))``; the original model runs
+every scheduled step whose timestep ``t >= c`` and the unlearned model the
+rest. Timesteps are scheduled in decreasing order, so the original always runs
+a prefix of the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["StepSplit", "check_psi", "cutoff_timestep", "split_steps"]
+
+
+def check_psi(psi: object, *, name: str = "psi") -> float:
+    """Return ``psi`` as a float after checking it is a finite number in [0, 1]."""
+    if isinstance(psi, bool) or not isinstance(psi, int | float) and not hasattr(psi, "__float__"):
+        raise TypeError(f"{name} must be a number in [0, 1], got {psi!r} ({type(psi).__name__})")
+    value = float(psi)  # type: ignore[arg-type]
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a finite number in [0, 1], got {psi!r}")
+    return value
+
+
+def cutoff_timestep(psi: float, num_train_timesteps: int = 1000) -> int:
+    """The cutoff timestep ``c = round(N * (1 - ψ))`` of DESIGN.md."""
+    return round(num_train_timesteps * (1.0 - check_psi(psi)))
+
+
+@dataclass(frozen=True)
+class StepSplit:
+    """Which inference steps each model runs for one ψ.
+
+    ``original`` and ``unlearned`` hold step indices into ``timesteps``; the
+    original's steps always come first.
+    """
+
+    psi: float
+    cutoff: int
+    timesteps: tuple[float, ...]
+    original: tuple[int, ...]
+    unlearned: tuple[int, ...]
+
+    @property
+    def handoff(self) -> int:
+        """Number of steps the original runs before handing the latent over."""
+        return len(self.original)
+
+
+def split_steps(
+    psi: float, timesteps: Sequence[float], num_train_timesteps: int = 1000
+) -> StepSplit:
+    """Split a decreasing timestep schedule at the cutoff of ``psi``."""
+    value = check_psi(psi)
+    cutoff = cutoff_timestep(value, num_train_timesteps)
+    ts = tuple(float(t) for t in timesteps)
+    if any(later > earlier for earlier, later in zip(ts, ts[1:], strict=False)):
+        raise ValueError("timesteps must be in non-increasing order, as diffusers schedules them")
+    handoff = sum(1 for t in ts if t >= cutoff)
+    return StepSplit(
+        psi=value,
+        cutoff=cutoff,
+        timesteps=ts,
+        original=tuple(range(handoff)),
+        unlearned=tuple(range(handoff, len(ts))),
+    )

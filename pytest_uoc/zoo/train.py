@@ -1,0 +1,441 @@
+"""Rebuild every model of the zoo from scratch, on the CPU, with fixed seeds.
+
+    python -m pytest_uoc.zoo.train                      # everything, into the package
+    python -m pytest_uoc.zoo.train --work runs/zoo --out /tmp/zoo --steps 200   # a quick look
+
+Stages (each cached in ``--work`` so an interrupted run resumes): the VAE, the
+original pipeline (UNet and text encoder trained together), one gold-standard
+UNet per concept retrained from scratch without the concept's images, the
+unlearned variants (ESD-x, ESD-u, Concept Ablation, UCE, SalUn, concealer) and
+the digit judge. Weights are written in float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import methods, world
+from .build import ZOO_SIZE, PipelineSize, build_pipeline
+from .data import DigitImages, load_digit_images
+from .judge import DigitJudge
+
+CONCEPTS = ("three", "red")
+METHODS = ("esd", "esdu", "ca", "uce", "salun", "conceal", "gold")
+ANCHORS = {"three": "eight", "red": None}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _save_state(module: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.detach().half().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _load_state(module: torch.nn.Module, path: Path) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    module.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return module
+
+
+# -- VAE ----------------------------------------------------------------------------
+
+
+def train_vae(vae: Any, data: DigitImages, steps: int, seed: int = 0, batch: int = 64) -> Any:
+    """Fit the autoencoder (reconstruction plus a small KL term, as SD's VAE)."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    vae.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(data), (batch,), generator=gen)
+        x = data.images[idx] * 2 - 1
+        posterior = vae.encode(x).latent_dist
+        rec = vae.decode(posterior.sample(generator=gen)).sample
+        loss = F.mse_loss(rec, x) + 1e-6 * posterior.kl().mean()
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0:
+            log(f"vae step {step}/{steps} loss {loss.item():.4f}")
+    vae.eval()
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae: Any, images: torch.Tensor) -> torch.Tensor:
+    """Posterior means of the images, unscaled."""
+    return torch.cat([vae.encode(images[i:i + 256] * 2 - 1).latent_dist.mean for i in range(0, len(images), 256)])
+
+
+# -- UNet pre-training ------------------------------------------------------------------
+
+
+class _Ema:
+    def __init__(self, modules: Sequence[torch.nn.Module], decay: float) -> None:
+        self.decay = decay
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach(), 1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            p.copy_(s)
+
+
+def train_unet(
+    unet: Any,
+    text_encoder: Any,
+    tokenizer: Any,
+    latents: torch.Tensor,
+    data: DigitImages,
+    *,
+    steps: int,
+    train_text: bool,
+    seed: int = 0,
+    batch: int = 64,
+    lr: float = 1e-3,
+    drop_prompt: float = 0.1,
+) -> None:
+    """Denoising training on scaled latents with random captions (CFG dropout 10%)."""
+    from .build import sd_scheduler
+
+    alphas = sd_scheduler().alphas_cumprod
+    gen = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    modules = [unet, text_encoder] if train_text else [unet]
+    params = [p for m in modules for p in m.parameters()]
+    text_encoder.requires_grad_(train_text)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ema = _Ema(modules, decay=0.995)
+    for m in modules:
+        m.train()
+    warmup = max(1, steps // 20)
+    for step in range(steps):
+        idx = torch.randint(0, latents.shape[0], (batch,), generator=gen)
+        x0 = latents[idx]
+        prompts = [
+            "" if rng.random() < drop_prompt
+            else world.training_prompt(int(data.digits[i]), data.color_names[int(data.colors[i])], rng)
+            for i in idx.tolist()
+        ]
+        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        if train_text:
+            emb = text_encoder(ids)[0]
+        else:
+            with torch.no_grad():
+                emb = text_encoder(ids)[0]
+        loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, eps)
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"unet step {step}/{steps} loss {loss.item():.4f}")
+    ema.copy_to()
+    for m in modules:
+        m.eval()
+    text_encoder.requires_grad_(False)
+    unet.requires_grad_(False)
+
+
+# -- sampling pools ---------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_pool(pipe: Any, prompts: Sequence[str], seed: int, steps: int = 50, guidance: float = 7.5) -> methods.Pool:
+    """DDIM trajectories (every intermediate latent) of the original model."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(steps)
+    ctx = _context(pipe)
+    cond = ctx.embed(list(prompts))
+    empty = ctx.embed([""]).expand(len(prompts), -1, -1)
+    size = pipe.unet.config.sample_size
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+    x = torch.cat([randn_tensor((1, 4, size, size), generator=g) for g in gens]) * scheduler.init_noise_sigma
+    states = [x]
+    for t in scheduler.timesteps:
+        noise = pipe.unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([empty, cond])).sample
+        u, c = noise.chunk(2)
+        x = scheduler.step(u + guidance * (c - u), t, x).prev_sample
+        states.append(x)
+    return methods.Pool(list(prompts), torch.stack(states[:-1]), scheduler.timesteps.clone()), x
+
+
+def _context(pipe: Any) -> methods.TrainingContext:
+    from .build import sd_scheduler
+
+    return methods.TrainingContext(pipe.tokenizer, pipe.text_encoder, sd_scheduler().alphas_cumprod)
+
+
+# -- concepts -------------------------------------------------------------------------------
+
+
+def forget_mask(data: DigitImages, concept: str) -> torch.Tensor:
+    """True for the images that show ``concept``."""
+    if concept in world.COLORS:
+        return data.colors == data.color_names.index(concept)
+    return data.digits == world.digit_of_word(concept)
+
+
+def concept_caption_set(data: DigitImages, concept: str) -> tuple[list[str], list[str]]:
+    """(captions naming the concept, captions of everything else)."""
+    all_caps = {c for d in range(10) for color in data.color_names for c in world.captions(d, color)}
+    named = sorted(c for c in all_caps if world.mentions(c, concept))
+    other = sorted(c for c in all_caps if not world.mentions(c, concept))
+    return named, other
+
+
+def anchor_pairs(named: Sequence[str], concept: str) -> list[tuple[str, str]]:
+    return [(p, world.swap_concept(p, concept, ANCHORS[concept])) for p in named]
+
+
+def random_relabel(concept: str, named: Sequence[str]):
+    """For SalUn: a concept caption and the same caption with another random label."""
+    def pick(rng: random.Random) -> tuple[str, str]:
+        prompt = rng.choice(list(named))
+        if concept in world.COLORS:
+            other = rng.choice([c for c in world.COLORS if c != concept])
+        else:
+            digit = world.digit_of_word(concept)
+            other = world.DIGIT_WORDS["en"][rng.choice([d for d in range(10) if d != digit])]
+        return prompt, world.swap_concept(prompt, concept, other)
+
+    return pick
+
+
+# -- judge -----------------------------------------------------------------------------------
+
+
+def train_judge(data: DigitImages, reconstructions: torch.Tensor, steps: int, seed: int = 0) -> tuple[DigitJudge, dict]:
+    """Train the judge on real images and reconstructions; held-out split by source image."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    source = torch.arange(len(data)) % (len(data) // len(data.color_names))
+    held = source % 5 == 0
+    train_idx = torch.nonzero(~held).squeeze(1)
+    judge = DigitJudge(len(data.color_names))
+    opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
+    for step in range(steps):
+        idx = train_idx[torch.randint(0, len(train_idx), (128,), generator=gen)]
+        use_rec = torch.rand(len(idx), generator=gen) < 0.5
+        x = torch.where(use_rec.view(-1, 1, 1, 1), reconstructions[idx], data.images[idx])
+        x = (x + 0.03 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+        shift = torch.randint(-2, 3, (2,), generator=gen).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        d, c = judge(x)
+        loss = F.cross_entropy(d, data.digits[idx]) + F.cross_entropy(c, data.colors[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    judge.eval()
+    figures = {}
+    for name, images in (("real", data.images), ("reconstructed", reconstructions)):
+        d, c = judge.predict(images[held])
+        figures[f"heldout_digit_accuracy_{name}"] = (d == data.digits[held]).float().mean().item()
+        figures[f"heldout_color_accuracy_{name}"] = (c == data.colors[held]).float().mean().item()
+    figures["heldout_images"] = int(held.sum())
+    return judge, figures
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+
+def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps: int, judge_steps: int,
+              size: PipelineSize = ZOO_SIZE, concepts: Sequence[str] = CONCEPTS, seed: int = 0,
+              limit_images: int | None = None) -> dict:
+    """Train every stage (resuming from ``work``) and write the shipped files to ``out``."""
+    work.mkdir(parents=True, exist_ok=True)
+    manifest_path = work / "manifest.json"
+    manifest: dict = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    manifest["settings"] = {"steps": steps, "vae_steps": vae_steps, "method_steps": method_steps,
+                            "judge_steps": judge_steps, "seed": seed, "size": size.__dict__}
+
+    def record(name: str, **info: Any) -> None:
+        manifest["models"][name] = {**manifest["models"].get(name, {}), **info}
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        tmp.replace(manifest_path)
+
+    torch.manual_seed(seed)
+    data = load_digit_images()
+    if limit_images:
+        data = data.subset(torch.arange(len(data)) % max(1, len(data) // limit_images) == 0)
+    pipe = build_pipeline(world.all_words(), size, seed=seed)
+
+    # VAE
+    vae_file = work / "vae.safetensors"
+    if vae_file.exists():
+        _load_state(pipe.vae, vae_file)
+    else:
+        start = time.time()
+        train_vae(pipe.vae, data, vae_steps, seed)
+        raw = encode_latents(pipe.vae, data.images)
+        pipe.vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
+        _save_state(pipe.vae, vae_file)
+        (work / "vae_scale.json").write_text(json.dumps({"scaling_factor": float(1.0 / raw.std())}))
+        record("vae", seconds=round(time.time() - start, 1))
+    pipe.vae.register_to_config(**json.loads((work / "vae_scale.json").read_text()))
+    pipe.vae.requires_grad_(False)
+    latents = encode_latents(pipe.vae, data.images) * pipe.vae.config.scaling_factor
+
+    # Original: UNet and text encoder together.
+    init_unet = copy.deepcopy(pipe.unet)
+    unet_file, text_file = work / "unet.safetensors", work / "text_encoder.safetensors"
+    if unet_file.exists():
+        _load_state(pipe.unet, unet_file)
+        _load_state(pipe.text_encoder, text_file)
+    else:
+        start = time.time()
+        train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=True, seed=seed)
+        _save_state(pipe.unet, unet_file)
+        _save_state(pipe.text_encoder, text_file)
+        record("digits", method="pre-training", seconds=round(time.time() - start, 1))
+    pipe.unet.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    ctx = _context(pipe)
+
+    # Judge
+    judge_file = work / "judge.safetensors"
+    if not judge_file.exists():
+        start = time.time()
+        with torch.no_grad():
+            rec = torch.cat([
+                (pipe.vae.decode(pipe.vae.encode(data.images[i:i + 256] * 2 - 1).latent_dist.mean).sample / 2 + 0.5).clamp(0, 1)
+                for i in range(0, len(data), 256)
+            ])
+        judge, figures = train_judge(data, rec, judge_steps, seed)
+        _save_state(judge, judge_file)
+        record("judge", seconds=round(time.time() - start, 1), **figures)
+        log(f"judge {figures}")
+
+    for concept in concepts:
+        keep = ~forget_mask(data, concept)
+        named, other = concept_caption_set(data, concept)
+        variant_files = {m: work / f"digits-{m}-{concept}.safetensors" for m in METHODS}
+        # Gold standard: the same UNet initialisation, retrained without the concept.
+        if not variant_files["gold"].exists():
+            start = time.time()
+            gold = copy.deepcopy(init_unet)
+            kept = data.subset(keep)
+            train_unet(gold, pipe.text_encoder, pipe.tokenizer, latents[keep], kept, steps=steps, train_text=False, seed=seed)
+            _save_state(gold, variant_files["gold"])
+            record(f"digits-gold-{concept}", method="retrained without the concept", concept=concept,
+                   seconds=round(time.time() - start, 1), images=int(keep.sum()))
+        pool_rng = random.Random(seed + 1)
+        pool = None
+        if not all(variant_files[m].exists() for m in ("esd", "esdu", "ca")):
+            pool_prompts = [pool_rng.choice(named) for _ in range(96)]
+            pool, _ = sample_pool(pipe, pool_prompts, seed=seed + 1000)
+            pairs = anchor_pairs(named, concept)
+            anchor_prompts = [pool_rng.choice(pairs)[1] for _ in range(96)]
+            _, anchor_latents = sample_pool(pipe, anchor_prompts, seed=seed + 2000)
+        jobs = {
+            "esd": lambda: methods.esd(pipe.unet, ctx, pool, variant="x", steps=method_steps, seed=seed),
+            "esdu": lambda: methods.esd(pipe.unet, ctx, pool, variant="u", steps=method_steps, seed=seed),
+            "ca": lambda: methods.concept_ablation(pipe.unet, ctx, anchor_latents, anchor_pairs(named, concept),
+                                                   steps=method_steps, seed=seed),
+            "uce": lambda: methods.uce(pipe.unet, ctx, anchor_pairs(named, concept), other),
+            "salun": lambda: methods.salun(
+                pipe.unet, ctx, latents[~keep], random_relabel(concept, named), latents[keep],
+                lambda i, rng, kd=data.subset(keep): world.training_prompt(
+                    int(kd.digits[i]), kd.color_names[int(kd.colors[i])], rng),
+                steps=method_steps, seed=seed),
+        }
+        for method, job in jobs.items():
+            if variant_files[method].exists():
+                continue
+            start = time.time()
+            log(f"{method} on {concept}")
+            _save_state(job(), variant_files[method])
+            record(f"digits-{method}-{concept}", method=method, concept=concept, seconds=round(time.time() - start, 1))
+        if not variant_files["conceal"].exists():
+            start = time.time()
+            encoder = methods.conceal_text_encoder(ctx, named, other, steps=method_steps, seed=seed)
+            _save_state(encoder, variant_files["conceal"])
+            record(f"digits-conceal-{concept}", method="conceal (text encoder only)", concept=concept,
+                   seconds=round(time.time() - start, 1))
+
+    install(pipe, work, out, concepts)
+    return manifest
+
+
+def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
+    """Write the shipped files: the pipeline folder, variant weights, the judge, the manifest."""
+    staging = out.with_name(out.name + ".staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    half = copy.deepcopy(pipe).to(torch.float16)
+    half.save_pretrained(str(staging / "digits"), safe_serialization=True)
+    (staging / "variants").mkdir()
+    for concept in concepts:
+        for method in METHODS:
+            src = work / f"digits-{method}-{concept}.safetensors"
+            suffix = ".text_encoder.safetensors" if method == "conceal" else ".safetensors"
+            shutil.copy(src, staging / "variants" / f"digits-{method}-{concept}{suffix}")
+    shutil.copy(work / "judge.safetensors", staging / "judge.safetensors")
+    shutil.copy(work / "manifest.json", staging / "manifest.json")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.replace(out)
+    log(f"installed the zoo into {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_uoc.zoo.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("runs/zoo"), help="folder for resumable stage outputs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights", help="where the shipped files go")
+    parser.add_argument("--steps", type=int, default=2000, help="UNet pre-training steps (original and gold standards)")
+    parser.add_argument("--vae-steps", type=int, default=700)
+    parser.add_argument("--method-steps", type=int, default=300, help="fine-tuning steps of each unlearning method")
+    parser.add_argument("--judge-steps", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    build_zoo(args.work, args.out, steps=args.steps, vae_steps=args.vae_steps, method_steps=args.method_steps,
+              judge_steps=args.judge_steps, seed=args.seed)
+    log(f"zoo built in {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
