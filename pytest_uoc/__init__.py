@@ -1,0 +1,42 @@
+"""pytest-uoc: does a diffusion model truly unlearn a concept, or only conceal it?
+
+Partial diffusion (the original model draws the first part, the unlearned
+model finishes) exposes concepts that an unlearned model still holds; the
+assertions here turn that attack and its scores (CCS, CRS, retention) into
+pytest gates. Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Concept",
+    "assert_concept_erased",
+    "assert_concept_not_retrievable",
+    "assert_no_concealment_gap",
+    "assert_retained",
+    "find_retrieval_threshold",
+]
+
+from .assertions import (
+    assert_concept_erased,
+    assert_concept_not_retrievable,
+    assert_no_concealment_gap,
+    assert_retained,
+)
+from .concept import Concept
+
+
+def __getattr__(name: str) -> Any:
+    if name == "find_retrieval_threshold":
+        from .probe import find_retrieval_threshold
+
+        return find_retrieval_threshold
+    if name in ("Probe", "ProbeSettings"):
+        from . import probe
+
+        return getattr(probe, name)
+    raise AttributeError(f"module 'pytest_uoc' has no attribute {name!r}")

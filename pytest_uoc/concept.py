@@ -1,0 +1,98 @@
+"""A concept under test: its name, the prompts that ask for it, what must be retained.
+
+Prompts come from the ``uoc_concept`` marker, a text file (one prompt per
+line, ``#`` starts a comment), or, for the zoo's concepts, the zoo's
+canonical prompts. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Concept", "read_prompt_file"]
+
+
+def read_prompt_file(path: str | Path) -> tuple[str, ...]:
+    """Prompts from a text file: one per line, blank lines and ``#`` comments skipped."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"prompt file does not exist: {file}")
+    prompts = tuple(
+        line.strip() for line in file.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not prompts:
+        raise ValueError(f"prompt file {file} holds no prompts")
+    return prompts
+
+
+def _prompt_list(value: Any, *, what: str, base: Path | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Path) or isinstance(value, str) and value.endswith(".txt"):
+        path = Path(value)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return read_prompt_file(path)
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Sequence):
+        raise TypeError(f"{what} must be a list of strings or a .txt file, got {type(value).__name__}")
+    items = tuple(value)
+    bad = [p for p in items if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise TypeError(f"every entry of {what} must be a non-empty string, got {bad[0]!r}")
+    return items
+
+
+def default_prompts(name: str) -> tuple[str, ...]:
+    """Prompts for a concept nobody listed: the zoo's canonical ones, else the name itself."""
+    from .zoo import world
+
+    try:
+        return tuple(world.concept_prompts(name))
+    except ValueError:
+        return (name,)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """What one test probes: the concept, its prompts, and retain prompts."""
+
+    name: str
+    prompts: tuple[str, ...]
+    retain: tuple[str, ...] = ()
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"a concept needs a non-empty name, got {self.name!r}")
+        if not self.prompts:
+            raise ValueError(f"concept {self.name!r} has no prompts")
+
+    @classmethod
+    def from_marker(cls, args: Sequence[Any], kwargs: dict[str, Any], *, base: Path | None = None) -> Concept:
+        """Build from ``@pytest.mark.uoc_concept(name, prompts=..., retain=..., seeds=...)``."""
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise TypeError(
+                "uoc_concept takes the concept name as its one positional argument, "
+                f"e.g. @pytest.mark.uoc_concept('three', prompts=[...]); got args {tuple(args)!r}"
+            )
+        prompts = _prompt_list(kwargs.get("prompts"), what="prompts", base=base) or default_prompts(args[0])
+        retain = _prompt_list(kwargs.get("retain"), what="retain", base=base)
+        seeds = kwargs.get("seeds")
+        if seeds is not None:
+            from .config import SettingError, parse_seeds
+
+            try:
+                seeds = parse_seeds(seeds)
+            except SettingError as exc:
+                raise ValueError(f"uoc_concept seeds={seeds!r}: {exc}") from None
+        return cls(args[0], prompts, retain, seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "prompts": list(self.prompts), "retain": list(self.retain),
+                "seeds": None if self.seeds is None else list(self.seeds)}

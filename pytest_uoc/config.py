@@ -1,0 +1,280 @@
+"""Settings of pytest-uoc: command line > environment > ini > marker keyword > default.
+
+Every option is declared once in ``OPTIONS``; ``plugin.py`` turns the table
+into command-line flags and ini keys, and ``resolve_settings`` reads them back,
+validating each value so that a bad one is a ``pytest.UsageError`` naming the
+option, the value and what is allowed, before any test runs. No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OPTIONS", "Option", "Settings", "parse_seeds", "resolve_settings"]
+
+BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+GUIDANCE_KINDS = ("partial", "restore")
+
+
+class SettingError(ValueError):
+    """A bad setting value; the plugin turns it into a pytest.UsageError."""
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise SettingError(f"expected an integer >= {minimum}") from None
+        if value < minimum:
+            raise SettingError(f"expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise SettingError(f"expected a number in [{low}, {high}]") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise SettingError(f"expected a number in [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = str(text).strip()
+        if value not in allowed:
+            raise SettingError(f"expected one of: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _device(text: str) -> str:
+    value = str(text).strip()
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise SettingError("expected auto, cpu, cuda or cuda:N")
+
+
+def _location(text: str) -> str:
+    value = str(text).strip()
+    if not value:
+        raise SettingError("expected a diffusers folder, a UNet weight file or zoo:NAME")
+    if value.startswith("zoo:"):
+        from . import zoo
+
+        try:
+            zoo.resolve(value)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SettingError(str(exc)) from None
+        return value
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise SettingError("the path does not exist (expected a diffusers folder, a UNet weight file or zoo:NAME)")
+    return str(path)
+
+
+def _path(text: str) -> str:
+    value = str(text).strip()
+    if not value:
+        raise SettingError("expected a file or folder path")
+    return value
+
+
+def parse_seeds(text: Any) -> tuple[int, ...]:
+    """Seeds from ``N`` (0..N-1), ``A-B`` (inclusive), or a comma list; or a list of ints."""
+    if isinstance(text, list | tuple | range):
+        values = list(text)
+        if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+            raise SettingError("expected a non-empty list of non-negative integers")
+        return tuple(values)
+    value = str(text).strip()
+    try:
+        if re.fullmatch(r"\d+", value):
+            count = int(value)
+            if count < 1:
+                raise SettingError("expected at least one seed")
+            return tuple(range(count))
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", value)
+        if match:
+            low, high = int(match[1]), int(match[2])
+            if high < low:
+                raise SettingError("expected A-B with A <= B")
+            return tuple(range(low, high + 1))
+        seeds = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        seeds = ()
+    if len(seeds) < 2 or any(s < 0 for s in seeds):
+        raise SettingError("expected N (seeds 0..N-1), A-B, or a comma-separated list of non-negative integers")
+    return seeds
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    seeds = parse_seeds(text)
+    if len(seeds) < 4:
+        raise SettingError("expected at least 4 seeds (half train the classifier, half are scored)")
+    return seeds
+
+
+def _psis(text: str) -> tuple[float, ...]:
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    try:
+        values = tuple(sorted({float(p) for p in parts}))
+    except ValueError:
+        values = ()
+    if not values or any(not math.isfinite(v) or not 0 <= v <= 1 for v in values):
+        raise SettingError("expected a comma-separated list of numbers in [0, 1]")
+    return values
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, ini key, environment variable, parser and default."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    env: bool = True
+    flag: bool = True
+    metavar: str | None = None
+
+    @property
+    def cli(self) -> str:
+        return "--uoc-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "uoc_" + self.name
+
+    @property
+    def env_var(self) -> str:
+        return "UOC_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("original", _location, "zoo:digits", "original model: diffusers folder or zoo:NAME", metavar="LOCATION"),
+    Option("unlearned", _location, None, "unlearned model: diffusers folder, unet/ folder, UNet weight file or zoo:NAME", metavar="LOCATION"),
+    Option("reference", _location, None, "gold-standard model that never learned the concept (optional)", metavar="LOCATION"),
+    Option("device", _device, "auto", "auto, cpu, cuda or cuda:N (cpu runs gpu-marked tests on the CPU on purpose)"),
+    Option("dtype", _choice(DTYPES), "auto", "auto (float16 on CUDA, float32 on the CPU), float32, float16, bfloat16"),
+    Option("steps", _int(1), 50, "inference steps per image", metavar="N"),
+    Option("guidance_scale", _float(0.0, 100.0), 7.5, "classifier-free guidance scale", metavar="SCALE"),
+    Option("seeds", _seeds, tuple(range(32)), "seeds per prompt: N (0..N-1), A-B or a comma list", metavar="SEEDS"),
+    Option("psis", _psis, (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75), "the ψ grid of curves and reports", metavar="LIST"),
+    Option("batch_size", _int(1), 32, "images per UNet call", metavar="N"),
+    Option("backbone", _choice(BACKBONES), "resnet18", "domain classifier backbone"),
+    Option("backbone_weights", _path, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
+    Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
+    Option("report", _path, None, "write a JSON report of every curve to PATH", metavar="PATH"),
+    Option("artifacts", _path, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
+    Option("cache_dir", _path, None, "persistent cache folder (default: under pytest's cache dir)", metavar="DIR"),
+    Option("cache_clear", _bool, False, "clear the persistent cache at start", env=False),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one session; ``sources`` says where each value came from."""
+
+    original: str | None = "zoo:digits"
+    unlearned: str | None = None
+    reference: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    steps: int = 50
+    guidance_scale: float = 7.5
+    seeds: tuple[int, ...] = tuple(range(32))
+    psis: tuple[float, ...] = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
+    batch_size: int = 32
+    backbone: str = "resnet18"
+    backbone_weights: str | None = None
+    accuracy_floor: float = 0.75
+    report: str | None = None
+    artifacts: str | None = None
+    cache_dir: str | None = None
+    cache_clear: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def explicit(self, name: str) -> bool:
+        """True when the user set ``name`` (command line, environment or ini)."""
+        return self.sources.get(name, "default") != "default"
+
+    def with_marker(self, **marker: Any) -> Settings:
+        """Apply marker keywords where the user did not set the option elsewhere."""
+        changes: dict[str, Any] = {}
+        for key, value in marker.items():
+            if key not in _BY_NAME:
+                continue
+            if self.explicit(key) or value is None:
+                continue
+            try:
+                changes[key] = value if not isinstance(value, str) else _BY_NAME[key].parse(value)
+                if key == "seeds" and not isinstance(value, str):
+                    changes[key] = _seeds(",".join(str(s) for s in parse_seeds(value)))
+            except SettingError as exc:
+                raise SettingError(f"uoc_concept marker keyword {key}={value!r}: {exc}") from None
+        if not changes:
+            return self
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def resolve_settings(
+    cli: Mapping[str, Any], ini: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge command line, environment and ini values; raise SettingError on a bad one.
+
+    ``cli`` and ``ini`` map option names to raw values (None when unset).
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        candidates = [("command line", option.cli, cli.get(option.name))]
+        if option.env:
+            candidates.append(("environment", option.env_var, environ.get(option.env_var)))
+        candidates.append(("ini", option.ini, ini.get(option.name)))
+        for source, label, raw in candidates:
+            if raw is None or raw == "" or raw is False and source != "command line":
+                continue
+            if isinstance(raw, bool) and option.parse is _bool:
+                if not raw:
+                    continue
+                values[option.name] = True
+            else:
+                try:
+                    values[option.name] = option.parse(raw)
+                except SettingError as exc:
+                    raise SettingError(f"{label} ({source}) = {raw!r}: {exc}") from None
+            sources[option.name] = source
+            break
+        else:
+            values[option.name] = option.default
+            sources[option.name] = "default"
+    return Settings(**values, sources=sources)

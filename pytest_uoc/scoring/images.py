@@ -1,0 +1,89 @@
+"""Validation of image tensors before they are scored.
+
+Every scoring function takes images as float tensors N×C×H×W in [0, 1]. A bad
+tensor (wrong rank, wrong channel count, [-1, 1] range, NaN from a diverged
+unlearned model) must fail loudly with what was expected, never be scored.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["RANGE_TOLERANCE", "check_images", "check_paired"]
+
+#: How far outside [0, 1] a value may lie (rounding in decoders) before it is an error.
+RANGE_TOLERANCE = 1e-3
+
+
+def check_images(images: torch.Tensor, *, name: str = "images", min_count: int = 1) -> torch.Tensor:
+    """Validate ``images`` and return them as float32 N×3×H×W in [0, 1].
+
+    Accepts a floating tensor of rank 4 with 1 or 3 channels (1 is repeated to
+    3); values may exceed [0, 1] by at most ``RANGE_TOLERANCE`` and are then
+    clamped. Raises TypeError for a non-tensor or a non-float dtype and
+    ValueError for the wrong rank, channel count, count, range or non-finite
+    values, naming ``name`` and the offending value.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape N×C×H×W with values in [0, 1], "
+            f"got {type(images).__name__}"
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}"
+            " (convert uint8 images with images.float() / 255)"
+        )
+    if images.ndim != 4:
+        raise ValueError(
+            f"{name} must be a 4-D tensor N×C×H×W, got {images.ndim}-D tensor of shape "
+            f"{tuple(images.shape)}"
+        )
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(
+            f"{name} must have 1 or 3 channels (N×C×H×W with C in {{1, 3}}), got C={c} "
+            f"in shape {tuple(images.shape)}"
+        )
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} has an empty spatial size {h}×{w}")
+    if n < min_count:
+        raise ValueError(f"{name} must contain at least {min_count} image(s), got {n}")
+    images = images.detach()
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        n_nan = int(torch.isnan(images).sum())
+        n_inf = int(torch.isinf(images).sum())
+        bad = int((~finite.flatten(1).all(dim=1)).sum())
+        kind = "NaN" if n_nan else "inf"
+        raise ValueError(
+            f"{name} contain {kind}: the model produced non-finite output "
+            f"({n_nan} NaN and {n_inf} inf values in {bad} of {n} images); "
+            "such images cannot be scored"
+        )
+    images = images.float()
+    if n:
+        low, high = float(images.min()), float(images.max())
+        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+            hint = " (images in [-1, 1]? convert with (x + 1) / 2)" if low >= -1 - RANGE_TOLERANCE else ""
+            raise ValueError(
+                f"{name} must have values in [0, 1], got min {low:.4g} and max {high:.4g}{hint}"
+            )
+        images = images.clamp(0.0, 1.0)
+    if c == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images.contiguous()
+
+
+def check_paired(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a", "b")) -> None:
+    """Raise ValueError unless ``a`` and ``b`` hold the same number of items.
+
+    Paired sets are images of the same prompts and seeds in the same order, so
+    item ``i`` of one belongs with item ``i`` of the other.
+    """
+    na, nb = len(a), len(b)
+    if na != nb:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be paired (same prompts and seeds, same order), "
+            f"but {names[0]} has {na} items and {names[1]} has {nb}"
+        )
