@@ -37,7 +37,7 @@ def original_pipeline(uoc_session: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def unlearned_pipeline(uoc_session: Any, original_pipeline: Any) -> Any:
+def unlearned_pipeline(uoc_session: Any, request: pytest.FixtureRequest) -> Any:
     """The unlearned model (``--uoc-unlearned``), sharing the original's VAE and text side."""
     location = uoc_session.settings.unlearned
     if not location:
@@ -46,7 +46,7 @@ def unlearned_pipeline(uoc_session: Any, original_pipeline: Any) -> Any:
             "weight file or zoo:NAME), set uoc_unlearned in the ini file, pass unlearned=... to the "
             "uoc_concept marker, or override the unlearned_pipeline fixture in conftest.py."
         )
-    return uoc_session.load_unlearned(location, original_pipeline)
+    return uoc_session.load_unlearned(location, request.getfixturevalue("original_pipeline"))
 
 
 @pytest.fixture(scope="session")

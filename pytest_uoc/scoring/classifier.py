@@ -471,7 +471,8 @@ def train_domain_classifier(
 
     Deterministic for a fixed ``seed``: weights are initialised under
     ``torch.manual_seed(seed)`` inside a forked RNG (the caller's global RNG is
-    untouched), shuffling and augmentation use seeded generators.
+    untouched), shuffling and augmentation use seeded generators, and cuDNN is
+    pinned to deterministic kernels on a GPU.
 
     With ``cache_dir`` the trained state is stored as
     ``classifier-<sha256>.pt`` keyed by the images, groups and all settings,
@@ -536,11 +537,13 @@ def train_domain_classifier(
     started = time.perf_counter()
     size = int(settings["image_size"])
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # CPU kernels are deterministic already; on CUDA pin cuDNN to deterministic kernels.
+        # (torch.use_deterministic_algorithms is avoided: its first call imports the compiler
+        # stack, seconds of start-up for nothing on the CPU.)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         try:
             model = _create_model(backbone)
             if pretrained is not None:
@@ -564,7 +567,7 @@ def train_domain_classifier(
             train_accuracy = _accuracy(model, train_x, train_y, device)
             heldout_accuracy = _accuracy(model, held_x, held_y, device)
         finally:
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_flags
     train_seconds = time.perf_counter() - started
 
     classifier = DomainClassifier(

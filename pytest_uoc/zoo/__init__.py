@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ZOO_PREFIX", "judge", "load", "manifest", "names", "pipeline_path", "resolve", "unet_path", "weights_dir"]
+__all__ = ["ZOO_PREFIX", "load", "load_judge", "manifest", "names", "pipeline_path", "resolve", "unet_path", "weights_dir"]
 
 ZOO_PREFIX = "zoo:"
 ORIGINAL = "digits"
@@ -125,11 +125,11 @@ def load(name: str = ORIGINAL, *, device: str | None = None, original: Any | Non
     return pipe
 
 
-def judge() -> Any:
+def load_judge() -> Any:
     """The digit judge (a small CNN reading digit and colour) trained with the zoo."""
-    from .judge import load_judge
+    from .judge import load_judge as _load
 
-    return load_judge(weights_dir() / "judge.safetensors")
+    return _load(weights_dir() / "judge.safetensors")
 
 
 def resolve(location: str) -> str | Path:

@@ -1,0 +1,55 @@
+"""Scoring: images in, evidence out (domain classifier, CCS, CRS, retention, gap, verdict).
+
+Everything here consumes image tensors N×C×H×W in [0, 1] and knows nothing of
+pipelines or pytest.
+"""
+
+from __future__ import annotations
+
+from .ccs import PAPER_PSI_GRID, CCSCurve, ccs, ccs_curve
+from .classifier import (
+    BACKBONES,
+    MIN_HELDOUT_GROUPS,
+    MIN_PER_CLASS,
+    RECIPES,
+    DomainClassifier,
+    train_domain_classifier,
+)
+from .crs import CRSResult, crs_paper, crs_similarity
+from .gap import GapCurve, GapPoint, concealment_gap
+from .images import check_images, check_paired
+from .retention import DISTANCES, RetentionResult, retention, ssim
+from .stats import Estimate, bootstrap_mean, mcnemar, paired_bootstrap_diff
+from .verdict import VERDICT_KINDS, Verdict, decide
+
+__all__ = [
+    "BACKBONES",
+    "DISTANCES",
+    "MIN_HELDOUT_GROUPS",
+    "MIN_PER_CLASS",
+    "PAPER_PSI_GRID",
+    "RECIPES",
+    "VERDICT_KINDS",
+    "CCSCurve",
+    "CRSResult",
+    "DomainClassifier",
+    "Estimate",
+    "GapCurve",
+    "GapPoint",
+    "RetentionResult",
+    "Verdict",
+    "bootstrap_mean",
+    "ccs",
+    "ccs_curve",
+    "check_images",
+    "check_paired",
+    "concealment_gap",
+    "crs_paper",
+    "crs_similarity",
+    "decide",
+    "mcnemar",
+    "paired_bootstrap_diff",
+    "retention",
+    "ssim",
+    "train_domain_classifier",
+]

@@ -1,0 +1,203 @@
+"""Retention (model integrity, arXiv 2411.02068): how much unlearning changed everything else.
+
+For each retain prompt and seed, the distance between the original model's
+image and the unlearned model's image (same prompt, same seed), averaged over
+pairs with a bootstrap interval. LPIPS is used where its weights are on disk;
+offline the fallbacks need no download: ``1 - SSIM`` or the cosine distance of
+the domain classifier's features. Every result names its distance.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .crs import FeatureModel
+from .images import check_images, check_paired
+from .stats import Estimate, bootstrap_mean
+
+__all__ = ["DISTANCES", "RetentionResult", "retention", "ssim"]
+
+#: Accepted values of ``distance``.
+DISTANCES = ("auto", "ssim", "features", "lpips")
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """Mean paired distance with its interval, the distance's name and per-pair distances.
+
+    0 means the unlearned model draws exactly what the original drew for
+    retain prompts; larger means more collateral damage.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+    distance: str
+    per_image: np.ndarray = field(compare=False, repr=False)
+
+    @property
+    def halfwidth(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def estimate(self) -> Estimate:
+        return Estimate(self.mean, self.low, self.high, self.n, self.confidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, per-image distances included as a list."""
+        data = asdict(self)
+        data["per_image"] = [float(v) for v in self.per_image]
+        return data
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of paired images in [0, 1] (float64 tensor [N]).
+
+    Wang et al. 2004: Gaussian window 11×11 with σ = 1.5 (7×7, σ = 1.5, for
+    images smaller than 16 px), data range 1, K1 = 0.01, K2 = 0.03, population
+    (co)variances, only positions where the window fits ("valid"); the SSIM
+    map is averaged over positions and channels of each image.
+    """
+    a = check_images(a, name="a").double()
+    b = check_images(b, name="b").double()
+    if a.shape != b.shape:
+        raise ValueError(f"paired images must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    h, w = a.shape[-2:]
+    size = 11 if min(h, w) >= 16 else 7
+    if min(h, w) < size:
+        raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {h}×{w}")
+    channels = a.shape[1]
+    window = _gaussian_window(size, 1.5).expand(channels, 1, size, size).contiguous()
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, groups=channels)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+def _feature_distance(classifier: FeatureModel, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    fa = torch.as_tensor(classifier.features(a)).double()
+    fb = torch.as_tensor(classifier.features(b)).double()
+    cosine = F.cosine_similarity(fa, fb, dim=1).clamp(-1.0, 1.0)
+    return (1.0 - cosine).numpy()
+
+
+def _lpips_model(lpips_path: Path) -> Any:
+    """An LPIPS model built offline and loaded from a full state dict on disk.
+
+    The file must hold an ``lpips.LPIPS`` state dict (backbone ``net.*`` and
+    linear ``lin*`` layers), e.g. saved with ``torch.save(model.state_dict())``
+    on a machine that has the weights.
+    """
+    if not lpips_path.is_file():
+        raise FileNotFoundError(f"lpips_path {str(lpips_path)!r} does not exist or is not a file")
+    try:
+        import lpips
+    except ImportError as exc:
+        raise ImportError(
+            "distance='lpips' needs the `lpips` package (pip install lpips); "
+            "use distance='ssim' or 'features' offline"
+        ) from exc
+    state = torch.load(lpips_path, map_location="cpu", weights_only=True)
+    first = state.get("net.slice1.0.weight")
+    if first is None:
+        raise ValueError(f"{str(lpips_path)!r} does not hold an LPIPS state dict (no 'net.slice1.0.weight')")
+    if first.shape[-1] == 11:
+        net = "alex"
+    elif any(k.startswith("lin5") or k.startswith("lin6") for k in state):
+        net = "squeeze"
+    else:
+        net = "vgg"
+    # pnet_rand=True: build the backbone without downloading torchvision weights.
+    model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+@torch.inference_mode()
+def _lpips_distance(model: Any, a: torch.Tensor, b: torch.Tensor, batch: int = 64) -> np.ndarray:
+    out = []
+    for start in range(0, a.shape[0], batch):
+        d = model(a[start:start + batch], b[start:start + batch], normalize=True)
+        out.append(d.reshape(-1).double())
+    return torch.cat(out).numpy()
+
+
+def retention(
+    original_images: torch.Tensor,
+    unlearned_images: torch.Tensor,
+    *,
+    distance: str = "auto",
+    classifier: FeatureModel | None = None,
+    lpips_path: str | os.PathLike[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> RetentionResult:
+    """Mean distance between paired original and unlearned images, with a bootstrap CI.
+
+    Pair ``i`` is the same retain prompt and seed on both models. Distances:
+    ``"lpips"`` (needs ``lpips_path``, a local LPIPS state dict, and the
+    ``lpips`` package), ``"ssim"`` (1 - SSIM, see :func:`ssim`),
+    ``"features"`` (1 - cosine of ``classifier``'s penultimate features),
+    ``"auto"``: LPIPS when ``lpips_path`` is given and usable, else SSIM
+    (with a warning when a given path could not be used).
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; allowed: {', '.join(DISTANCES)}")
+    original = check_images(original_images, name="original_images")
+    unlearned = check_images(unlearned_images, name="unlearned_images")
+    check_paired(original, unlearned, ("original_images", "unlearned_images"))
+    if original.shape != unlearned.shape:
+        raise ValueError(
+            "paired images must have the same size, got "
+            f"{tuple(original.shape)} and {tuple(unlearned.shape)}"
+        )
+
+    model = None
+    if distance in ("lpips", "auto") and lpips_path is not None:
+        try:
+            model = _lpips_model(Path(lpips_path))
+        except (ImportError, FileNotFoundError, ValueError, RuntimeError) as exc:
+            if distance == "lpips":
+                raise
+            warnings.warn(f"LPIPS unavailable ({exc}); retention falls back to 1 - SSIM", stacklevel=2)
+    elif distance == "lpips":
+        raise ValueError("distance='lpips' needs lpips_path, a local file with LPIPS weights")
+
+    if model is not None:
+        name, values = "lpips", _lpips_distance(model, original, unlearned)
+    elif distance == "features":
+        if classifier is None:
+            raise ValueError("distance='features' needs a classifier (its penultimate features are compared)")
+        name, values = "features", _feature_distance(classifier, original, unlearned)
+    else:
+        name, values = "ssim", (1.0 - ssim(original, unlearned)).numpy()
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"the {name} distance produced non-finite values")
+    values.setflags(write=False)
+    est = bootstrap_mean(values, n_boot=n_boot, seed=seed)
+    return RetentionResult(est.mean, est.low, est.high, est.n, est.confidence, name, values)

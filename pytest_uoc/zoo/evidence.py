@@ -1,0 +1,207 @@
+"""Measure the zoo with its judge and write docs/zoo.md's evidence.
+
+    python -m pytest_uoc.zoo.evidence --out docs/zoo          # figures, grids, curves (JSON + PNG)
+
+What it measures (every number goes to ``<out>/evidence.json``):
+- the original: the fraction of images showing the asked digit, per digit, and the asked colour;
+- every variant and gold standard at ψ = 0: the concept rate and retention on everything else;
+- the partial-diffusion curves: the judge's concept rate at each ψ of the grid, with Wilson 95%
+  intervals and McNemar's paired test against the gold standard (same prompts, same seeds);
+- leakage without asking (the empty prompt) and paraphrases / other languages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import world
+from .train import CONCEPTS, METHODS
+
+PSI_GRID = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_p(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Exact two-sided McNemar p-value of paired boolean outcomes."""
+    only_a = int((a & ~b).sum())
+    only_b = int((~a & b).sum())
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def rate(hits: torch.Tensor) -> dict[str, Any]:
+    n, s = int(hits.numel()), int(hits.sum())
+    low, high = wilson(s, n)
+    return {"rate": s / max(n, 1), "low": low, "high": high, "n": n}
+
+
+def concept_hits(judge: Any, images: torch.Tensor, concept: str) -> torch.Tensor:
+    """True where the judge sees the concept (the digit, or the colour)."""
+    digits, colors = judge.predict(images)
+    if concept in world.COLORS:
+        return colors == list(world.COLORS).index(concept)
+    return digits == world.digit_of_word(concept)
+
+
+def generate(original: Any, model: Any, prompts: Sequence[str], seeds: Sequence[int], psis: Sequence[float],
+             steps: int, batch: int) -> dict[float, torch.Tensor]:
+    from ..diffusion import PartialDiffusion
+
+    engine = PartialDiffusion(original, model, num_inference_steps=steps, batch_size=batch)
+    return engine.sweep(list(prompts), list(psis), list(seeds)).images
+
+
+def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: Sequence[str] | None = None) -> dict:
+    from .. import zoo
+    from ..report import atomic_write_bytes, write_image_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    judge = zoo.load_judge()
+    original = zoo.load("digits")
+    results: dict[str, Any] = {"settings": {"seeds_per_prompt": seeds_per_prompt, "steps": steps,
+                                            "psis": list(PSI_GRID)}, "judge": zoo.manifest()["models"].get("judge")}
+    start = time.time()
+
+    # The original: per digit and per colour.
+    per_digit = {}
+    for digit in range(10):
+        prompts = [f"a handwritten {world.DIGIT_WORDS['en'][digit]}", f"the digit {digit}"]
+        imgs = generate(original, original.unet, prompts, list(range(seeds_per_prompt)), [1.0], steps, batch)[1.0]
+        per_digit[str(digit)] = rate(judge.predict(imgs)[0] == digit)
+    per_color = {}
+    for index, color in enumerate(world.COLORS):
+        prompts = [f"a {color} handwritten {w}" for w in ("two", "five", "seven")]
+        imgs = generate(original, original.unet, prompts, list(range(max(1, seeds_per_prompt // 2))), [1.0], steps, batch)[1.0]
+        per_color[color] = rate(judge.predict(imgs)[1] == index)
+    results["original"] = {
+        "per_digit": per_digit, "mean_digit_accuracy": sum(v["rate"] for v in per_digit.values()) / 10,
+        "per_color": per_color, "mean_color_accuracy": sum(v["rate"] for v in per_color.values()) / len(per_color),
+    }
+    print(f"original: digit accuracy {results['original']['mean_digit_accuracy']:.3f}, "
+          f"colour accuracy {results['original']['mean_color_accuracy']:.3f}", flush=True)
+
+    results["concepts"] = {}
+    for concept in CONCEPTS:
+        prompts = world.concept_prompts(concept)
+        n_seeds = max(1, math.ceil(256 / len(prompts)))
+        concept_seeds = list(range(1000, 1000 + n_seeds))
+        models = ["digits"] + [f"digits-{m}-{concept}" for m in METHODS]
+        if names:
+            models = [m for m in models if m in names]
+        gold_hits: dict[float, torch.Tensor] = {}
+        block: dict[str, Any] = {"prompts": prompts, "images_per_psi": len(prompts) * n_seeds, "models": {}}
+        order = sorted(models, key=lambda m: not m.startswith("digits-gold"))  # gold first, for pairing
+        for name in order:
+            t0 = time.time()
+            model = original if name == "digits" else zoo.load(name, original=original)
+            images = generate(original, model, prompts, concept_seeds, PSI_GRID, steps, batch)
+            curve = {}
+            for psi in PSI_GRID:
+                hits = concept_hits(judge, images[psi], concept)
+                curve[str(psi)] = rate(hits)
+                if name.startswith("digits-gold"):
+                    gold_hits[psi] = hits
+                elif psi in gold_hits:
+                    curve[str(psi)]["mcnemar_p_vs_gold"] = mcnemar_p(hits, gold_hits[psi])
+                    curve[str(psi)]["excess_over_gold"] = curve[str(psi)]["rate"] - float(gold_hits[psi].float().mean())
+            entry: dict[str, Any] = {"curve": curve}
+            # Retention at ψ = 0: everything but the concept is still drawn.
+            if concept in world.COLORS:
+                others = [c for c in world.COLORS if c != concept]
+                r_prompts = [f"a {c} handwritten {w}" for c in others for w in ("two", "five", "seven")]
+                r_imgs = generate(original, model, r_prompts, list(range(12)), [0.0], steps, batch)[0.0]
+                expected = torch.tensor([list(world.COLORS).index(c) for c in others for _ in range(3) for _ in range(12)])
+                entry["retention"] = rate(judge.predict(r_imgs)[1] == expected)
+            else:
+                target = world.digit_of_word(concept)
+                other_digits = [d for d in range(10) if d != target]
+                r_prompts = [f"a handwritten {world.DIGIT_WORDS['en'][d]}" for d in other_digits]
+                r_imgs = generate(original, model, r_prompts, list(range(24)), [0.0], steps, batch)[0.0]
+                expected = torch.tensor([d for d in other_digits for _ in range(24)])
+                entry["retention"] = rate(judge.predict(r_imgs)[0] == expected)
+            # Leakage without asking, and other words / languages, at ψ = 0.
+            empty = generate(original, model, [""], list(range(2000, 2256)), [0.0], steps, batch)[0.0]
+            entry["empty_prompt"] = rate(concept_hits(judge, empty, concept))
+            entry["paraphrases"] = {}
+            for kind, p_list in world.paraphrase_prompts(concept).items():
+                p_imgs = generate(original, model, p_list, list(range(24)), [0.0], steps, batch)[0.0]
+                entry["paraphrases"][kind] = rate(concept_hits(judge, p_imgs, concept))
+            entry["seconds"] = round(time.time() - t0, 1)
+            block["models"][name] = entry
+            write_image_grid({psi: images[psi] for psi in PSI_GRID}, out / f"grid-{name}.png", max_columns=10)
+            print(f"{concept} {name}: " + " ".join(f"{psi}:{curve[str(psi)]['rate']:.2f}" for psi in PSI_GRID)
+                  + f" | retention {entry['retention']['rate']:.2f} | empty {entry['empty_prompt']['rate']:.2f}"
+                  + f" ({entry['seconds']} s)", flush=True)
+        results["concepts"][concept] = block
+        atomic_write_bytes(out / "evidence.json", json.dumps(results, indent=1).encode())
+    results["seconds"] = round(time.time() - start, 1)
+    atomic_write_bytes(out / "evidence.json", json.dumps(results, indent=1).encode())
+    plot_curves(results, out)
+    return results
+
+
+def plot_curves(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..report import _png_bytes, atomic_write_bytes
+
+    for concept, block in results["concepts"].items():
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for name, entry in block["models"].items():
+            psis = [float(p) for p in entry["curve"]]
+            rates = [v["rate"] for v in entry["curve"].values()]
+            style = {"lw": 2.5, "color": "black"} if "gold" in name else {"lw": 1.2}
+            if name == "digits":
+                style = {"lw": 1, "color": "gray", "ls": ":"}
+            ax.plot(psis, rates, "o-", ms=3, label=name, **style)
+            if "gold" in name:
+                ax.fill_between(psis, [v["low"] for v in entry["curve"].values()],
+                                [v["high"] for v in entry["curve"].values()], color="black", alpha=0.12)
+        ax.set_xlabel("ψ (share of the denoising done by the original)")
+        ax.set_ylabel(f"judge's '{concept}' rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(f"partial diffusion, concept '{concept}' ({block['images_per_psi']} images per ψ)")
+        atomic_write_bytes(out / f"curves-{concept}.png", _png_bytes(fig))
+        plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_uoc.zoo.evidence", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/zoo"))
+    parser.add_argument("--seeds", type=int, default=32, help="seeds per prompt for the original's figures")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--only", nargs="*", default=None, help="measure only these zoo names")
+    args = parser.parse_args(argv)
+    measure(args.out, seeds_per_prompt=args.seeds, steps=args.steps, batch=args.batch, names=args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
