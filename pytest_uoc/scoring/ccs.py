@@ -74,12 +74,33 @@ class CCSCurve(Mapping[float, Estimate]):
     prompt and seed order) for paired comparisons.
     """
 
-    def __init__(self, estimates: Mapping[float, Estimate], probabilities: Mapping[float, np.ndarray]) -> None:
+    def __init__(
+        self,
+        estimates: Mapping[float, Estimate],
+        probabilities: Mapping[float, np.ndarray | torch.Tensor] | None = None,
+    ) -> None:
         if not estimates:
             raise ValueError("a CCS curve needs at least one ψ")
         order = sorted(estimates)
         self._estimates = {psi: estimates[psi] for psi in order}
-        self.probabilities: dict[float, np.ndarray] = {psi: np.asarray(probabilities[psi]) for psi in order}
+        given = probabilities or {}
+        self.probabilities: dict[float, np.ndarray] = {}
+        for psi in order:
+            key = find_psi(list(given), psi)
+            if key is not None:
+                values = given[key]
+                if isinstance(values, torch.Tensor):
+                    values = values.detach().cpu().double().numpy()
+                self.probabilities[psi] = np.asarray(values, dtype=np.float64).reshape(-1)
+
+    @classmethod
+    def from_estimates(
+        cls,
+        estimates: Mapping[float, Estimate],
+        probabilities: Mapping[float, np.ndarray | torch.Tensor] | None = None,
+    ) -> CCSCurve:
+        """A curve from estimates computed elsewhere (per-image probabilities optional)."""
+        return cls(estimates, probabilities)
 
     def __getitem__(self, psi: float) -> Estimate:
         key = find_psi(self._estimates, psi)

@@ -29,6 +29,7 @@ from .images import check_images, check_paired
 __all__ = [
     "BACKBONES",
     "MIN_HELDOUT_GROUPS",
+    "MIN_IMAGE_SIZE",
     "MIN_PER_CLASS",
     "RECIPES",
     "DomainClassifier",
@@ -43,6 +44,8 @@ RECIPES = ("small", "paper")
 MIN_PER_CLASS = 8
 #: Minimum number of seed groups in the held-out split.
 MIN_HELDOUT_GROUPS = 2
+#: Smallest image_size each backbone accepts (DenseNet's pooling needs 32 px).
+MIN_IMAGE_SIZE = {"resnet18": 8, "densenet121": 32, "efficientnet_b0": 8}
 
 _CACHE_FORMAT = 1
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -119,11 +122,12 @@ class DomainClassifier:
 
     def probabilities(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """P(label 1, the original domain λO) for each image: a float tensor of shape [N]."""
-        return self._run(images, batch_size, pre_logits=False)
+        # clone() outside inference mode: callers get an ordinary tensor, usable with autograd.
+        return self._run(images, batch_size, pre_logits=False).clone()
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Penultimate-layer outputs (pooled, before the 2-way head): a tensor [N, D]."""
-        return self._run(images, batch_size, pre_logits=True)
+        return self._run(images, batch_size, pre_logits=True).clone()
 
     def to_dict(self) -> dict[str, Any]:
         """Summary without the weights (for reports)."""
@@ -187,11 +191,18 @@ def _load_pretrained(model: nn.Module, path: Path) -> None:
         for k, v in state.items()
         if not any(k.removeprefix("module.").startswith(h + ".") for h in heads)
     }
-    result = model.load_state_dict(state, strict=False)
+    architecture = model.pretrained_cfg.get("architecture")
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[1:2]
+        raise ValueError(
+            f"pretrained_path {str(path)!r} does not match the {architecture} backbone: {first}"
+        ) from exc
     missing = [k for k in result.missing_keys if not any(k.startswith(h + ".") for h in heads)]
     if missing or result.unexpected_keys:
         raise ValueError(
-            f"pretrained_path {str(path)!r} does not match the {model.pretrained_cfg.get('architecture')} "
+            f"pretrained_path {str(path)!r} does not match the {architecture} "
             f"backbone: missing {missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}"
         )
 
@@ -231,8 +242,9 @@ def _split_groups(groups: list[Any], heldout_fraction: float, seed: int) -> tupl
     n_held = int(math.floor(n_groups * heldout_fraction + 0.5))
     if n_held < MIN_HELDOUT_GROUPS or n_held >= n_groups:
         need = next(
-            g for g in range(MIN_HELDOUT_GROUPS + 1, 10_000)
-            if MIN_HELDOUT_GROUPS <= math.floor(g * heldout_fraction + 0.5) < g
+            (g for g in range(MIN_HELDOUT_GROUPS + 1, 100_000)
+             if MIN_HELDOUT_GROUPS <= math.floor(g * heldout_fraction + 0.5) < g),
+            None,
         )
         raise ValueError(
             f"too few seed groups: the held-out split needs at least {MIN_HELDOUT_GROUPS} seeds "
@@ -271,8 +283,11 @@ def _resolve_settings(
         raise ValueError(
             f"epochs must be >= 1 and batch_size >= 2, got {settings['epochs']} and {settings['batch_size']}"
         )
-    if int(settings["image_size"]) < 8:
-        raise ValueError(f"image_size must be at least 8 pixels, got {settings['image_size']}")
+    if int(settings["image_size"]) < MIN_IMAGE_SIZE[backbone]:
+        raise ValueError(
+            f"image_size for {backbone} must be at least {MIN_IMAGE_SIZE[backbone]} pixels, "
+            f"got {settings['image_size']}"
+        )
     if not float(settings["lr"]) > 0:
         raise ValueError(f"lr must be positive, got {settings['lr']}")
     settings.update(

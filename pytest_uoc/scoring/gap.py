@@ -43,6 +43,23 @@ class GapPoint:
     p_value: float
     threshold: float
 
+    @property
+    def mean(self) -> float:
+        """The mean paired gap (``diff.mean``)."""
+        return self.diff.mean
+
+    @property
+    def low(self) -> float:
+        return self.diff.low
+
+    @property
+    def high(self) -> float:
+        return self.diff.high
+
+    @property
+    def n(self) -> int:
+        return self.diff.n
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "psi": self.psi,
@@ -88,6 +105,10 @@ class GapCurve(Mapping[float, GapPoint]):
         if key is None:
             raise KeyError(f"ψ={psi} is not on this curve; available: {list(self.psis)}")
         return self._points[key]
+
+    def p_value(self, psi: float) -> float:
+        """McNemar's exact p-value at ψ."""
+        return self.at(psi).p_value
 
     def significant(self, alpha: float = 0.05) -> tuple[float, ...]:
         """ψ values where the unlearned model is above the reference: CI low > 0 or McNemar p < alpha with a positive gap."""

@@ -180,7 +180,7 @@ def retention(
     if distance in ("lpips", "auto") and lpips_path is not None:
         try:
             model = _lpips_model(Path(lpips_path))
-        except (ImportError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - "auto" falls back on any unusable LPIPS file
             if distance == "lpips":
                 raise
             warnings.warn(f"LPIPS unavailable ({exc}); retention falls back to 1 - SSIM", stacklevel=2)

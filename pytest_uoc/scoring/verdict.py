@@ -35,7 +35,12 @@ _PSI_EPS = 1e-9
 
 @dataclass(frozen=True)
 class Verdict:
-    """What was decided, why (one line), and the numbers that decided it."""
+    """What was decided, why (one line), and the numbers that decided it.
+
+    ``first_retrieving_psi`` is the smallest ψ whose CCS interval lies above
+    ``ccs_max`` (for "concealed", and the smallest ψ for "not_erased" at ψ = 0),
+    else None.
+    """
 
     kind: str
     reason: str
@@ -43,7 +48,7 @@ class Verdict:
     ccs_max: float
     heldout_accuracy: float
     accuracy_floor: float
-    retrieved_psi: float | None
+    first_retrieving_psi: float | None
     curve: dict[str, Any] = field(compare=False)
     min_images: int = 16
     images_differ: bool | None = None
@@ -51,6 +56,11 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.kind not in VERDICT_KINDS:
             raise ValueError(f"verdict kind must be one of {VERDICT_KINDS}, got {self.kind!r}")
+
+    @property
+    def retrieved_psi(self) -> float | None:
+        """Alias of ``first_retrieving_psi``."""
+        return self.first_retrieving_psi
 
     @property
     def passed(self) -> bool:
@@ -67,7 +77,7 @@ class Verdict:
             "ccs_max": self.ccs_max,
             "heldout_accuracy": self.heldout_accuracy,
             "accuracy_floor": self.accuracy_floor,
-            "retrieved_psi": self.retrieved_psi,
+            "first_retrieving_psi": self.first_retrieving_psi,
             "min_images": self.min_images,
             "images_differ": self.images_differ,
             "curve": self.curve,
@@ -120,7 +130,7 @@ def decide(
         return Verdict(
             kind=kind, reason=reason, psi_limit=float(psi_limit), ccs_max=float(ccs_max),
             heldout_accuracy=float(heldout_accuracy), accuracy_floor=float(accuracy_floor),
-            retrieved_psi=retrieved, curve=curve.to_dict(), min_images=int(min_images),
+            first_retrieving_psi=retrieved, curve=curve.to_dict(), min_images=int(min_images),
             images_differ=images_differ,
         )
 

@@ -1,0 +1,98 @@
+"""The persistent trajectory cache: hit, miss, invalidation, corruption, exactness."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pytest_uoc.diffusion import PartialDiffusion
+from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache, fingerprint_module
+from pytest_uoc.zoo.build import TEST_SIZE, build_unet
+
+PROMPTS = ["a red handwritten three", "drei"]
+SEEDS = [0, 1, 2]
+PSIS = [0.0, 0.25, 0.55, 1.0]
+
+
+def _engine(pipe, unet, cache=None, **kwargs):
+    return PartialDiffusion(pipe, unet, num_inference_steps=8, batch_size=4, cache=cache, **kwargs)
+
+
+def test_second_run_reuses_the_original_and_is_exact(tiny_pipe, tiny_unet, tmp_path) -> None:
+    plain = _engine(tiny_pipe, tiny_unet).sweep(PROMPTS, PSIS, SEEDS)
+    cache = TrajectoryCache(tmp_path)
+    cold = _engine(tiny_pipe, tiny_unet, cache).sweep(PROMPTS, PSIS, SEEDS)
+    assert cold.original_unet_evals == plain.original_unet_evals > 0
+    assert cache.misses > 0 and cache.hits == 0
+    other = build_unet(TEST_SIZE, seed=7)
+    warm_cache = TrajectoryCache(tmp_path)
+    warm = _engine(tiny_pipe, other, warm_cache).sweep(PROMPTS, PSIS, SEEDS)
+    assert warm.original_unet_evals == 0, "a new unlearned model must not redo the original's work"
+    assert warm_cache.hits == len(PROMPTS) * len(SEEDS) * len(PSIS)
+    reference = _engine(tiny_pipe, other).sweep(PROMPTS, PSIS, SEEDS)
+    for psi in PSIS:
+        assert torch.equal(cold[psi], plain[psi])
+        assert torch.equal(warm[psi], reference[psi])
+
+
+def test_a_new_psi_resumes_from_the_nearest_cached_state(tiny_pipe, tiny_unet, tmp_path) -> None:
+    cache = TrajectoryCache(tmp_path)
+    _engine(tiny_pipe, tiny_unet, cache).sweep(PROMPTS, [0.25], SEEDS)
+    engine = _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path))
+    handoff = engine.steps_for(0.25).handoff
+    later = engine.steps_for(0.8).handoff
+    sweep = engine.sweep(PROMPTS, [0.8], SEEDS)
+    assert sweep.original_unet_evals == (later - handoff) * len(PROMPTS) * len(SEEDS)
+    expected = _engine(tiny_pipe, tiny_unet).sweep(PROMPTS, [0.8], SEEDS)
+    assert torch.allclose(sweep[0.8], expected[0.8], atol=1e-6)
+
+
+def test_changed_original_weights_invalidate(tiny_pipe, tiny_unet, tmp_path) -> None:
+    _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    edited = copy.copy(tiny_pipe)
+    edited_unet = copy.deepcopy(tiny_pipe.unet)
+    with torch.no_grad():
+        next(edited_unet.parameters()).add_(0.01)
+    from pytest_uoc.diffusion.loading import _pipeline_with_unet
+
+    edited = _pipeline_with_unet(tiny_pipe, edited_unet)
+    assert fingerprint_module(edited_unet) != fingerprint_module(tiny_pipe.unet)
+    cache = TrajectoryCache(tmp_path)
+    sweep = _engine(edited, tiny_unet, cache).sweep(PROMPTS, PSIS, SEEDS)
+    assert cache.hits == 0
+    assert sweep.original_unet_evals > 0
+
+
+def test_corrupt_entry_is_reported_and_recomputed(tiny_pipe, tiny_unet, tmp_path) -> None:
+    expected = _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    entries = sorted(tmp_path.rglob("*.pt"))
+    assert len(entries) == len(PROMPTS) * len(SEEDS) * len(PSIS)
+    entries[0].write_bytes(entries[0].read_bytes()[:40])  # truncated
+    entries[1].write_bytes(entries[1].read_bytes()[:-1] + b"x")  # flipped byte
+    cache = TrajectoryCache(tmp_path)
+    with pytest.warns(UserWarning, match="trajectory cache entry .* is checksum mismatch"):
+        again = _engine(tiny_pipe, tiny_unet, cache).sweep(PROMPTS, PSIS, SEEDS)
+    assert cache.corrupt == 2
+    assert again.original_unet_evals > 0
+    for psi in PSIS:
+        assert torch.equal(again[psi], expected[psi])
+    assert len(sorted(tmp_path.rglob("*.pt"))) == len(entries)  # rewritten
+
+
+@pytest.mark.parametrize("scheduler_name", ["EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"])
+def test_stateful_schedulers_stay_exact_through_the_cache(tiny_pipe, tiny_unet, tmp_path, scheduler_name) -> None:
+    import diffusers
+
+    from pytest_uoc.diffusion.loading import _pipeline_with_unet
+
+    pipe = _pipeline_with_unet(tiny_pipe, tiny_pipe.unet)
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config(tiny_pipe.scheduler.config)
+    expected = _engine(pipe, tiny_unet).sweep(PROMPTS, PSIS, SEEDS)
+    _engine(pipe, tiny_unet, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    cache = TrajectoryCache(tmp_path)
+    warm = _engine(pipe, tiny_unet, cache).sweep(PROMPTS, PSIS, SEEDS)
+    assert warm.original_unet_evals == 0 and cache.hits > 0
+    for psi in PSIS:
+        assert torch.allclose(warm[psi], expected[psi], atol=1e-6), psi
