@@ -100,7 +100,8 @@ def _table(curve: Any, limit: float) -> list[str]:
     for psi in curve.psis:
         est = curve.at(psi)
         flag = "  <- retrieved" if est.low > limit else ("  <- above limit" if est.mean > limit else "")
-        lines.append(f"  {psi:>6.3f} | {est.mean:>6.3f} | [{est.low:.3f}, {est.high:.3f}] | {limit:>5.2f}{flag}")
+        interval = f"[{est.low:.3f}, {est.high:.3f}]"
+        lines.append(f"  {psi:>6.3f} | {est.mean:>6.3f} | {interval:^17} | {limit:>5.2f}{flag}")
     return lines
 
 

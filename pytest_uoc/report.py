@@ -60,7 +60,7 @@ _COLUMNS = (
 def terminal_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per concept test, columns aligned."""
     table = [[title for _, title in _COLUMNS]]
-    for row in rows:
+    for row in sorted(rows, key=lambda r: str(r.get("test", ""))):
         cells = []
         for key, _ in _COLUMNS:
             value = row.get(key)
@@ -87,7 +87,8 @@ def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], setti
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "settings": {k: v for k, v in vars(settings).items() if k != "sources"} if settings is not None else {},
-        "tests": [{k: v for k, v in row.items() if k != "started"} for row in rows],
+        "tests": [{k: v for k, v in row.items() if k != "started"}
+                  for row in sorted(rows, key=lambda r: str(r.get("test", "")))],
     }
     return atomic_write_bytes(path, json.dumps(document, indent=2, default=str).encode())
 

@@ -275,10 +275,22 @@ def train_judge(data: DigitImages, reconstructions: torch.Tensor, steps: int, se
 # -- driver --------------------------------------------------------------------------------------
 
 
+STAGES = ("vae", "original", "judge", "gold", "methods", "install")
+
+
 def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps: int, judge_steps: int,
               size: PipelineSize = ZOO_SIZE, concepts: Sequence[str] = CONCEPTS, seed: int = 0,
-              limit_images: int | None = None) -> dict:
-    """Train every stage (resuming from ``work``) and write the shipped files to ``out``."""
+              limit_images: int | None = None, stages: Sequence[str] = STAGES) -> dict:
+    """Train the requested stages (resuming from ``work``) and write the shipped files to ``out``.
+
+    Stages already done in ``work`` are loaded, not retrained; gold standards
+    of different concepts can train in parallel processes (``--stages gold
+    --concepts red``) once the original is done, since they need only its VAE
+    and text encoder.
+    """
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; known: {', '.join(STAGES)}")
     work.mkdir(parents=True, exist_ok=True)
     manifest_path = work / "manifest.json"
     manifest: dict = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
@@ -286,6 +298,9 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
                             "judge_steps": judge_steps, "seed": seed, "size": size.__dict__}
 
     def record(name: str, **info: Any) -> None:
+        # Re-read first: gold standards may train in parallel processes sharing this file.
+        if manifest_path.exists():
+            manifest["models"] = {**json.loads(manifest_path.read_text())["models"], **manifest["models"]}
         manifest["models"][name] = {**manifest["models"].get(name, {}), **info}
         tmp = manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, default=str))
@@ -301,6 +316,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     vae_file = work / "vae.safetensors"
     if vae_file.exists():
         _load_state(pipe.vae, vae_file)
+    elif "vae" not in stages:
+        raise FileNotFoundError(f"{vae_file} is missing: run the vae stage first")
     else:
         start = time.time()
         train_vae(pipe.vae, data, vae_steps, seed)
@@ -319,6 +336,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     if unet_file.exists():
         _load_state(pipe.unet, unet_file)
         _load_state(pipe.text_encoder, text_file)
+    elif "original" not in stages:
+        raise FileNotFoundError(f"{unet_file} is missing: run the original stage first")
     else:
         start = time.time()
         train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=True, seed=seed)
@@ -331,7 +350,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
 
     # Judge
     judge_file = work / "judge.safetensors"
-    if not judge_file.exists():
+    if not judge_file.exists() and "judge" in stages:
         start = time.time()
         with torch.no_grad():
             rec = torch.cat([
@@ -348,7 +367,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         named, other = concept_caption_set(data, concept)
         variant_files = {m: work / f"digits-{m}-{concept}.safetensors" for m in METHODS}
         # Gold standard: the same UNet initialisation, retrained without the concept.
-        if not variant_files["gold"].exists():
+        if not variant_files["gold"].exists() and "gold" in stages:
             start = time.time()
             gold = copy.deepcopy(init_unet)
             kept = data.subset(keep)
@@ -356,6 +375,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
             _save_state(gold, variant_files["gold"])
             record(f"digits-gold-{concept}", method="retrained without the concept", concept=concept,
                    seconds=round(time.time() - start, 1), images=int(keep.sum()))
+        if "methods" not in stages:
+            continue
         pool_rng = random.Random(seed + 1)
         pool = None
         if not all(variant_files[m].exists() for m in ("esd", "esdu", "ca")):
@@ -390,7 +411,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
             record(f"digits-conceal-{concept}", method="conceal (text encoder only)", concept=concept,
                    seconds=round(time.time() - start, 1))
 
-    install(pipe, work, out, concepts)
+    if "install" in stages:
+        install(pipe, work, out, concepts)
     return manifest
 
 
@@ -427,12 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--judge-steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma list of stages (default all: {','.join(STAGES)})")
+    parser.add_argument("--concepts", nargs="+", default=list(CONCEPTS), choices=CONCEPTS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
     build_zoo(args.work, args.out, steps=args.steps, vae_steps=args.vae_steps, method_steps=args.method_steps,
-              judge_steps=args.judge_steps, seed=args.seed)
+              judge_steps=args.judge_steps, seed=args.seed, concepts=args.concepts,
+              stages=[s.strip() for s in args.stages.split(",") if s.strip()])
     log(f"zoo built in {time.time() - start:.0f} s")
     return 0
 
