@@ -117,9 +117,14 @@ class UocSession:
             from .diffusion import PartialDiffusion
             from .probe import Probe, ProbeSettings
 
+            from .diffusion.trajectory_cache import TrajectoryCache
+
+            cache = TrajectoryCache(self.cache_dir / "trajectories")
+
             def engine(other: Any) -> PartialDiffusion:
                 return PartialDiffusion(original, other, num_inference_steps=settings.steps,
-                                        guidance_scale=settings.guidance_scale, batch_size=settings.batch_size)
+                                        guidance_scale=settings.guidance_scale, batch_size=settings.batch_size,
+                                        cache=cache)
 
             probe_settings = ProbeSettings(
                 seeds=tuple(seeds), psis=settings.psis, backbone=settings.backbone,

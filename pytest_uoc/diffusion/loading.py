@@ -170,7 +170,9 @@ def load_unlearned(original: Any, source: Any) -> Any:
                 f"unlearned model must be a pipeline, a UNet2DConditionModel or a path, got {type(source).__name__}"
             )
         check_unet_compatible(original.unet, source)
-        unet = source.to(device=original.unet.device, dtype=original.unet.dtype)
+        unet = source
+        if (source.device, source.dtype) != (original.unet.device, original.unet.dtype):
+            unet = source.to(device=original.unet.device, dtype=original.unet.dtype)
         return _pipeline_with_unet(original, unet)
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
