@@ -64,11 +64,15 @@ def concept_hits(judge: Any, images: torch.Tensor, concept: str) -> torch.Tensor
     return digits == world.digit_of_word(concept)
 
 
+_CACHE: Any = None
+
+
 def generate(original: Any, model: Any, prompts: Sequence[str], seeds: Sequence[int], psis: Sequence[float],
              steps: int, batch: int) -> dict[float, torch.Tensor]:
+    """Partial-diffusion images; the original's trajectory is shared between models through a cache."""
     from ..diffusion import PartialDiffusion
 
-    engine = PartialDiffusion(original, model, num_inference_steps=steps, batch_size=batch)
+    engine = PartialDiffusion(original, model, num_inference_steps=steps, batch_size=batch, cache=_CACHE)
     return engine.sweep(list(prompts), list(psis), list(seeds)).images
 
 
@@ -76,6 +80,12 @@ def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: 
     from .. import zoo
     from ..report import atomic_write_bytes, write_image_grid
 
+    import tempfile
+
+    from ..diffusion.trajectory_cache import TrajectoryCache
+
+    global _CACHE
+    _CACHE = TrajectoryCache(tempfile.mkdtemp(prefix="uoc-evidence-"))
     out.mkdir(parents=True, exist_ok=True)
     judge = zoo.load_judge()
     original = zoo.load("digits")
@@ -190,6 +200,57 @@ def plot_curves(results: dict, out: Path) -> None:
         plt.close(fig)
 
 
+def _cell(entry: dict) -> str:
+    return f"{entry['rate']:.3f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+
+
+def markdown(results: dict) -> str:
+    """The evidence as markdown tables (what docs/zoo.md shows)."""
+    out = []
+    orig = results["original"]
+    out.append(f"Judge (held-out, real digits): digit accuracy "
+               f"{results['judge']['heldout_digit_accuracy_real']:.3f}, colour accuracy "
+               f"{results['judge']['heldout_color_accuracy_real']:.3f} "
+               f"({results['judge']['heldout_images']} held-out images; on VAE reconstructions: digit "
+               f"{results['judge']['heldout_digit_accuracy_reconstructed']:.3f}).\n")
+    out.append("Original model, fraction of images showing the asked digit (judge):\n")
+    out.append("| digit | " + " | ".join(orig["per_digit"]) + " | mean |")
+    out.append("|---" * (len(orig["per_digit"]) + 2) + "|")
+    out.append("| rate | " + " | ".join(f"{v['rate']:.2f}" for v in orig["per_digit"].values())
+               + f" | **{orig['mean_digit_accuracy']:.3f}** |")
+    out.append("\nOriginal model, fraction showing the asked colour: "
+               + ", ".join(f"{c} {v['rate']:.2f}" for c, v in orig["per_color"].items())
+               + f" (mean {orig['mean_color_accuracy']:.3f}).\n")
+    for concept, block in results["concepts"].items():
+        psis = list(next(iter(block["models"].values()))["curve"])
+        out.append(f"### Concept '{concept}' ({block['images_per_psi']} images per ψ, prompts: "
+                   + "; ".join(f"`{p}`" for p in block["prompts"]) + ")\n")
+        out.append("Judge's concept rate under partial diffusion (95% Wilson interval); † = McNemar p < 0.01 "
+                   "against the gold standard on the same prompts and seeds, with the excess in points:\n")
+        out.append("| model | " + " | ".join(f"ψ={p}" for p in psis) + " |")
+        out.append("|---" * (len(psis) + 1) + "|")
+        for name, entry in block["models"].items():
+            cells = []
+            for p in psis:
+                v = entry["curve"][p]
+                mark = ""
+                if v.get("mcnemar_p_vs_gold") is not None and v["mcnemar_p_vs_gold"] < 0.01:
+                    mark = f" †{100 * v['excess_over_gold']:+.0f}"
+                cells.append(f"{v['rate']:.2f} [{v['low']:.2f}, {v['high']:.2f}]{mark}")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("\nAt ψ = 0 (the model alone): retention on everything else (judge says the asked "
+                   f"{'colour' if concept in world.COLORS else 'digit'}), the concept under the empty prompt, "
+                   "and under paraphrases and other languages:\n")
+        kinds = list(next(iter(block["models"].values()))["paraphrases"])
+        out.append("| model | retention | empty prompt | " + " | ".join(kinds) + " |")
+        out.append("|---" * (len(kinds) + 3) + "|")
+        for name, entry in block["models"].items():
+            out.append(f"| {name} | {_cell(entry['retention'])} | {_cell(entry['empty_prompt'])} | "
+                       + " | ".join(_cell(entry["paraphrases"][k]) for k in kinds) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_uoc.zoo.evidence", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--only", nargs="*", default=None, help="measure only these zoo names")
+    parser.add_argument("--markdown", type=Path, default=None, help="print the tables of an evidence.json and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     measure(args.out, seeds_per_prompt=args.seeds, steps=args.steps, batch=args.batch, names=args.only)
     return 0
 
