@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from pytest_uoc import assert_concept_not_retrievable, assert_retained
 from pytest_uoc.strategies import psis
 
+
 # The README's example, verbatim. pytest.ini points it at the gold standard, a
 # model retrained without any three: it truly never learned the concept.
 @pytest.mark.gpu

@@ -115,9 +115,8 @@ class UocSession:
                seeds, settings.steps, settings.guidance_scale, settings.psis, settings.backbone)
         if key not in self._probes:
             from .diffusion import PartialDiffusion
-            from .probe import Probe, ProbeSettings
-
             from .diffusion.trajectory_cache import TrajectoryCache
+            from .probe import Probe, ProbeSettings
 
             cache = TrajectoryCache(self.cache_dir / "trajectories")
 

@@ -77,12 +77,11 @@ def generate(original: Any, model: Any, prompts: Sequence[str], seeds: Sequence[
 
 
 def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: Sequence[str] | None = None) -> dict:
-    from .. import zoo
-    from ..report import atomic_write_bytes, write_image_grid
-
     import tempfile
 
+    from .. import zoo
     from ..diffusion.trajectory_cache import TrajectoryCache
+    from ..report import atomic_write_bytes, write_image_grid
 
     global _CACHE
     _CACHE = TrajectoryCache(tempfile.mkdtemp(prefix="uoc-evidence-"))

@@ -250,7 +250,7 @@ def train_judge(data: DigitImages, reconstructions: torch.Tensor, steps: int, se
     train_idx = torch.nonzero(~held).squeeze(1)
     judge = DigitJudge(len(data.color_names))
     opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
-    for step in range(steps):
+    for _ in range(steps):
         idx = train_idx[torch.randint(0, len(train_idx), (128,), generator=gen)]
         use_rec = torch.rand(len(idx), generator=gen) < 0.5
         x = torch.where(use_rec.view(-1, 1, 1, 1), reconstructions[idx], data.images[idx])
@@ -378,31 +378,22 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         if "methods" not in stages:
             continue
         pool_rng = random.Random(seed + 1)
-        pool = None
+        pool, anchor_latents = None, None
         if not all(variant_files[m].exists() for m in ("esd", "esdu", "ca")):
             pool_prompts = [pool_rng.choice(named) for _ in range(96)]
             pool, _ = sample_pool(pipe, pool_prompts, seed=seed + 1000)
             pairs = anchor_pairs(named, concept)
             anchor_prompts = [pool_rng.choice(pairs)[1] for _ in range(96)]
             _, anchor_latents = sample_pool(pipe, anchor_prompts, seed=seed + 2000)
-        jobs = {
-            "esd": lambda: methods.esd(pipe.unet, ctx, pool, variant="x", steps=method_steps, seed=seed),
-            "esdu": lambda: methods.esd(pipe.unet, ctx, pool, variant="u", steps=method_steps, seed=seed),
-            "ca": lambda: methods.concept_ablation(pipe.unet, ctx, anchor_latents, anchor_pairs(named, concept),
-                                                   steps=method_steps, seed=seed),
-            "uce": lambda: methods.uce(pipe.unet, ctx, anchor_pairs(named, concept), other),
-            "salun": lambda: methods.salun(
-                pipe.unet, ctx, latents[~keep], random_relabel(concept, named), latents[keep],
-                lambda i, rng, kd=data.subset(keep): world.training_prompt(
-                    int(kd.digits[i]), kd.color_names[int(kd.colors[i])], rng),
-                steps=method_steps, seed=seed),
-        }
-        for method, job in jobs.items():
+        for method in ("esd", "esdu", "ca", "uce", "salun"):
             if variant_files[method].exists():
                 continue
             start = time.time()
             log(f"{method} on {concept}")
-            _save_state(job(), variant_files[method])
+            unet = run_method(method, pipe=pipe, ctx=ctx, pool=pool, anchor_latents=anchor_latents,
+                              named=named, other=other, concept=concept, latents=latents, keep=keep,
+                              data=data, steps=method_steps, seed=seed)
+            _save_state(unet, variant_files[method])
             record(f"digits-{method}-{concept}", method=method, concept=concept, seconds=round(time.time() - start, 1))
         if not variant_files["conceal"].exists():
             start = time.time()
@@ -414,6 +405,28 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     if "install" in stages:
         install(pipe, work, out, concepts)
     return manifest
+
+
+def run_method(method: str, *, pipe: Any, ctx: methods.TrainingContext, pool: methods.Pool | None,
+               anchor_latents: torch.Tensor | None, named: Sequence[str], other: Sequence[str], concept: str,
+               latents: torch.Tensor, keep: torch.Tensor, data: DigitImages, steps: int, seed: int) -> Any:
+    """One unlearning method's UNet for ``concept`` (see ``methods`` for the objectives)."""
+    if method in ("esd", "esdu"):
+        return methods.esd(pipe.unet, ctx, pool, variant="x" if method == "esd" else "u", steps=steps, seed=seed)
+    if method == "ca":
+        return methods.concept_ablation(pipe.unet, ctx, anchor_latents, anchor_pairs(named, concept),
+                                        steps=steps, seed=seed)
+    if method == "uce":
+        return methods.uce(pipe.unet, ctx, anchor_pairs(named, concept), other)
+    if method == "salun":
+        kept = data.subset(keep)
+
+        def retain_caption(i: int, rng: random.Random) -> str:
+            return world.training_prompt(int(kept.digits[i]), kept.color_names[int(kept.colors[i])], rng)
+
+        return methods.salun(pipe.unet, ctx, latents[~keep], random_relabel(concept, named), latents[keep],
+                             retain_caption, steps=steps, seed=seed)
+    raise ValueError(f"unknown method {method!r}")
 
 
 def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
