@@ -14,17 +14,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Concept",
+    "assert_aligned",
     "assert_concept_erased",
     "assert_concept_not_retrievable",
     "assert_no_concealment_gap",
+    "assert_no_leakage",
+    "assert_pinpoint",
     "assert_retained",
     "find_retrieval_threshold",
+    "zoo_digit_judge",
 ]
 
 from .assertions import (
+    assert_aligned,
     assert_concept_erased,
     assert_concept_not_retrievable,
     assert_no_concealment_gap,
+    assert_no_leakage,
+    assert_pinpoint,
     assert_retained,
 )
 from .concept import Concept
@@ -35,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from .probe import find_retrieval_threshold
 
         return find_retrieval_threshold
+    if name == "zoo_digit_judge":
+        from .judges import zoo_digit_judge
+
+        return zoo_digit_judge
     if name in ("Probe", "ProbeSettings"):
         from . import probe
 

@@ -15,7 +15,9 @@ import pytest
 from .concept import Concept
 from .session import CURRENT_REQUEST
 
-__all__ = ["original_pipeline", "reference_pipeline", "uoc", "uoc_classifier", "uoc_session", "unlearned_pipeline"]
+__all__ = [
+    "original_pipeline", "reference_pipeline", "uoc", "uoc_classifier", "uoc_judge", "uoc_session", "unlearned_pipeline",
+]
 
 
 def _session(request: pytest.FixtureRequest) -> Any:
@@ -100,6 +102,17 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
 def uoc_classifier(uoc: Any) -> Any:
     """The domain classifier of this test's concept (λO = 1, λU = 0)."""
     return uoc.classifier
+
+
+@pytest.fixture
+def uoc_judge() -> Any:
+    """The judge the facet assertions use when none is passed: None here; override it in conftest.py.
+
+    A judge is ``judge(images) -> one label per image`` (booleans "shows the concept"
+    for ``assert_no_leakage``, labels for ``assert_aligned``/``assert_pinpoint``); see
+    ``pytest_uoc.judges``, e.g. ``return zoo_digit_judge(uoc.concept.name)``.
+    """
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,8 @@ class ProbeSettings:
     classifier_cache: str | None = None
     n_boot: int = 2000
     seed: int = 0
+    #: Restoration strengths (img2img from noised reference images) a restore verdict looks at.
+    strengths: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 4:
@@ -64,9 +66,12 @@ class Cost:
 class _ImageCache:
     """Images of one engine, prompt list and seed list, keyed by hand-off step."""
 
-    def __init__(self, engine: PartialDiffusion, prompts: Sequence[str], seeds: Sequence[int], cost: Cost, phase: str):
+    def __init__(self, engine: PartialDiffusion, prompts: Sequence[str], seeds: Sequence[int], cost: Cost, phase: str,
+                 *, unlearned_cost: bool = True):
         self.engine, self.prompts, self.seeds = engine, list(prompts), list(seeds)
         self.cost, self.phase = cost, phase
+        # A reference engine's second model is the gold standard, not the model under test.
+        self.unlearned_cost = unlearned_cost
         self.by_handoff: dict[int, torch.Tensor] = {}
 
     def get(self, psis: Iterable[float]) -> dict[float, torch.Tensor]:
@@ -82,7 +87,8 @@ class _ImageCache:
                 self.by_handoff[handoff] = sweep.images[psi]
             self.cost.sweeps += 1
             self.cost.unet_evals += sweep.unet_evals
-            self.cost.unlearned_unet_evals += sweep.unlearned_unet_evals
+            if self.unlearned_cost:
+                self.cost.unlearned_unet_evals += sweep.unlearned_unet_evals
             self.cost.add(self.phase, time.perf_counter() - start)
         return {psi: self.by_handoff[handoff] for psi, handoff in wanted.items()}
 
@@ -116,13 +122,17 @@ class Probe:
         self._eval = _ImageCache(engine, prompts, self.eval_seeds, self.cost, "sweeps")
         self._train = _ImageCache(engine, prompts, self.train_seeds, self.cost, "classifier images")
         self._reference = (
-            _ImageCache(reference_engine, prompts, self.eval_seeds, self.cost, "reference sweeps")
+            _ImageCache(reference_engine, prompts, self.eval_seeds, self.cost, "reference sweeps", unlearned_cost=False)
             if reference_engine is not None else None
         )
         self._retain: dict[tuple[str, ...], _ImageCache] = {}
         self._classifier: Any = None
         self._heldout: float | None = None
         self._curves: dict[float, Any] = {}
+        self._reference_prompts: dict[tuple[str, ...], _ImageCache] = {}
+        self._restored: dict[tuple[str, int], torch.Tensor] = {}
+        self._restore_probs: dict[tuple[str, int], torch.Tensor] = {}
+        self._references: dict[str, torch.Tensor] = {}
 
     # -- images -----------------------------------------------------------------------
 
@@ -263,6 +273,227 @@ class Probe:
         return concealment_gap(self.classifier, self.images(grid), self._reference.get(grid),
                                n_boot=self.settings.n_boot, seed=self.settings.seed)
 
+    # -- beyond the target concept (HUB facets) ----------------------------------------------
+
+    def prompt_images(self, prompts: Sequence[str], psis: Iterable[float] = (0.0,), *,
+                      reference: bool = False) -> dict[float, torch.Tensor]:
+        """Images of any prompts on the scoring seeds: ψ = 0 is the unlearned model alone, ψ = 1 the original.
+
+        ``reference=True`` draws them with the reference (gold-standard) model's engine instead.
+        Cached per prompt list, shared with ``retention``.
+        """
+        from .diffusion.engine import check_prompts
+
+        key = tuple(check_prompts(prompts))
+        if reference:
+            if self.reference_engine is None:
+                raise ValueError("no reference (gold-standard) model: give --uoc-reference")
+            cache = self._reference_prompts.get(key)
+            if cache is None:
+                cache = self._reference_prompts[key] = _ImageCache(
+                    self.reference_engine, key, self.eval_seeds, self.cost, "reference sweeps", unlearned_cost=False)
+        else:
+            cache = self._retain.get(key)
+            if cache is None:
+                cache = self._retain[key] = _ImageCache(self.engine, key, self.eval_seeds, self.cost, "prompt sweeps")
+        return cache.get(psis)
+
+    def prompt_ccs(self, prompts: Sequence[str]) -> Any:
+        """CCS of the unlearned model's own images (ψ = 0) of ``prompts`` (paraphrases, other languages)."""
+        from .scoring import prompt_ccs
+
+        images = self.prompt_images(prompts, [0.0])[0.0]
+        return prompt_ccs(self.classifier, images, list(prompts), n_boot=self.settings.n_boot, seed=self.settings.seed)
+
+    def leakage(self, prompts: Sequence[str] = ("",), *, judge: Any = None) -> Any:
+        """How often the unlearned model draws the concept unasked, against the reference model.
+
+        Per-image decisions come from ``judge`` (booleans, see ``pytest_uoc.judges``)
+        or, without one, the domain classifier (P(original domain) > 0.5). Without a
+        reference model the baseline is the original model (``result.baseline``).
+        """
+        from .scoring import leakage
+
+        prompt_list = list(prompts)
+        unlearned = self.prompt_images(prompt_list, [0.0])[0.0]
+        if self.reference_engine is not None:
+            baseline_name, baseline = "reference", self.prompt_images(prompt_list, [0.0], reference=True)[0.0]
+        else:
+            baseline_name, baseline = "original", self.prompt_images(prompt_list, [1.0])[1.0]
+        if judge is not None:
+            from .judges import judge_flags
+
+            decided_by = getattr(judge, "__name__", type(judge).__name__)
+            flags_u, flags_b = judge_flags(judge, unlearned), judge_flags(judge, baseline)
+        else:
+            decided_by = "classifier"
+            flags_u = (self.classifier.probabilities(unlearned) > 0.5).cpu().numpy()
+            flags_b = (self.classifier.probabilities(baseline) > 0.5).cpu().numpy()
+        return leakage(flags_u, flags_b, prompt_list, baseline_name=baseline_name, decided_by=decided_by,
+                       n_boot=self.settings.n_boot, seed=self.settings.seed)
+
+    def pinpoint(self, neighbors: Sequence[str] | dict[str, Any], *, judge: Any = None, distance: str = "auto") -> Any:
+        """Neighbour concepts: retention distance (original vs unlearned) and, with ``judge``, accuracy.
+
+        ``neighbors`` is a list of prompts or a dict prompt -> expected label. With a
+        judge and a list, the expected label of each image is the judge's label of the
+        original model's image of the same prompt and seed.
+        """
+        from .scoring import Pinpoint
+
+        prompts, expected = _labelled_prompts(neighbors, what="neighbors")
+        result = self.retention(prompts, distance=distance)
+        accuracy = None
+        if judge is not None:
+            accuracy = self._judged(prompts, expected, judge)
+        return Pinpoint(tuple(prompts), result, accuracy)
+
+    def alignment(self, prompts: Sequence[str], expected: Any, judge: Any) -> Any:
+        """Fraction of the unlearned model's images of ``prompts`` whose judged label is the expected one.
+
+        ``expected`` is one label per prompt, or one label for every prompt;
+        ``baseline`` in the result is the original model's accuracy on the same seeds.
+        """
+        if judge is None:
+            raise ValueError("alignment needs a judge: judge(images) -> one label per image")
+        prompt_list, _ = _labelled_prompts(list(prompts) if not isinstance(prompts, str) else [prompts],
+                                           what="prompts")
+        return self._judged(prompt_list, _expected_per_prompt(prompt_list, expected), judge)
+
+    def _judged(self, prompts: list[str], expected: list[Any] | None, judge: Any) -> Any:
+        from .judges import judge_labels
+        from .scoring import judged_accuracy
+
+        images = self.prompt_images(prompts, [0.0, 1.0])
+        labels = judge_labels(judge, images[0.0])
+        original = judge_labels(judge, images[1.0])
+        per = len(self.eval_seeds)
+        if expected is None:
+            return judged_accuracy(labels, original, prompts, expected_source="original",
+                                   n_boot=self.settings.n_boot, seed=self.settings.seed)
+        want = [label for label in expected for _ in range(per)]
+        return judged_accuracy(labels, want, prompts, baseline_labels=original,
+                               n_boot=self.settings.n_boot, seed=self.settings.seed)
+
+    # -- restoration attack ---------------------------------------------------------------------
+
+    def reference_images(self, reference_images: Any = None) -> tuple[str, torch.Tensor]:
+        """The images the restoration attack starts from, one per (prompt, scoring seed), and their key.
+
+        Default: the original's images λO of the scoring seeds, each item given the
+        image of the *next* seed of its prompt, so the restoring noise is independent
+        of the noise the reference was drawn from. Given images (a tensor N×3×H×W in
+        [0, 1], or image files) are used in turn: item ``i`` gets image ``i % N``.
+        """
+        import hashlib
+
+        n_seeds = len(self.eval_seeds)
+        n_items = len(self.concept.prompts) * n_seeds
+        if reference_images is None:
+            if "original" not in self._references:
+                order = [p * n_seeds + (j + 1) % n_seeds for p in range(len(self.concept.prompts))
+                         for j in range(n_seeds)]
+                self._references["original"] = self.original_images[order]
+            return "original", self._references["original"]
+        if isinstance(reference_images, torch.Tensor):
+            images = reference_images.detach().float().cpu()
+        else:
+            from .diffusion.restore import load_reference_images
+
+            images = load_reference_images(reference_images, self.engine.height, self.engine.width)
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"reference_images must be N×3×H×W with N ≥ 1, got shape {tuple(images.shape)}")
+        key = "user:" + hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest()
+        if key not in self._references:
+            self._references[key] = images[[i % images.shape[0] for i in range(n_items)]]
+        return key, self._references[key]
+
+    def restore_images(self, strengths: Iterable[float], *, reference_images: Any = None) -> dict[float, torch.Tensor]:
+        """The unlearned model's restorations of the reference images at each strength (scoring seeds).
+
+        Strengths with the same start step share images; strength 1 is the unlearned
+        model alone (the ψ = 0 images, not recomputed).
+        """
+        from .diffusion.restore import check_strength, restore, restore_start
+
+        wanted = {check_strength(s): restore_start(self.engine, s) for s in strengths}
+        if not wanted:
+            raise ValueError("strengths must not be empty: give at least one strength")
+        key, references = self.reference_images(reference_images)
+        missing: dict[int, float] = {}
+        for strength, start in wanted.items():
+            if start > 0 and (key, start) not in self._restored:
+                missing.setdefault(start, strength)
+        if missing:
+            begin = time.perf_counter()
+            result = restore(self.engine, references, list(self.concept.prompts), list(missing.values()),
+                             self.eval_seeds)
+            for start, strength in missing.items():
+                self._restored[(key, start)] = result[strength]
+            self.cost.sweeps += 1
+            self.cost.unet_evals += result.unet_evals
+            self.cost.unlearned_unet_evals += result.unet_evals
+            self.cost.add("restore", time.perf_counter() - begin)
+        return {s: self.unlearned_images if start == 0 else self._restored[(key, start)]
+                for s, start in wanted.items()}
+
+    def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: Any = None) -> Any:
+        """CCS over restoration strengths (same classifier as CCS(ψ)), with bootstrap 95% intervals."""
+        from .diffusion.restore import check_strength, restore_start
+        from .scoring import bootstrap_mean
+        from .scoring.ccs import CCSCurve
+
+        wanted = [check_strength(s) for s in (strengths if strengths is not None else self.settings.strengths)]
+        images = self.restore_images(wanted, reference_images=reference_images)
+        key, _ = self.reference_images(reference_images)
+        probabilities = {}
+        for s in wanted:
+            slot = (key, restore_start(self.engine, s))
+            if slot not in self._restore_probs:
+                from .scoring import check_images
+
+                check_images(images[s], name=f"restored images at strength={s}")
+                self._restore_probs[slot] = self.classifier.probabilities(images[s])
+            probabilities[s] = self._restore_probs[slot]
+        estimates = {s: bootstrap_mean(probabilities[s].detach().cpu().double().numpy(),
+                                       n_boot=self.settings.n_boot, seed=self.settings.seed) for s in wanted}
+        return CCSCurve.from_estimates(estimates, probabilities=probabilities)
+
+    def restore_grid(self, strength: float) -> list[float]:
+        """The strengths a restore verdict at ``strength`` looks at: the grid at or above it, the limit and 1."""
+        from .diffusion.restore import check_strength
+
+        limit = check_strength(strength)
+        return sorted({s for s in self.settings.strengths if s >= limit} | {1.0, limit})
+
+    def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: Any = None) -> Any:
+        """The verdict against the restoration attack at strengths ≥ ``strength`` (``decide(axis="strength")``)."""
+        from .diffusion.restore import check_strength
+        from .scoring import decide
+
+        limit = check_strength(strength)
+        curve = self.restore_curve(self.restore_grid(limit), reference_images=reference_images)
+        return decide(curve, psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
+                      accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),
+                      axis="strength")
+
+    # -- efficiency ---------------------------------------------------------------------------------
+
+    def efficiency(self) -> dict[str, Any]:
+        """What the unlearned model cost here: its UNet evaluations and (estimated) seconds.
+
+        ``unlearned_seconds`` splits the image-generation seconds by the unlearned
+        model's share of UNet evaluations (both models cost the same per call).
+        """
+        cost = self.cost
+        total = sum(cost.seconds.values())
+        generation = total - cost.seconds.get("classifier", 0.0)
+        share = cost.unlearned_unet_evals / cost.unet_evals if cost.unet_evals else 0.0
+        return {"unlearned_unet_evals": cost.unlearned_unet_evals, "unet_evals": cost.unet_evals,
+                "sweeps": cost.sweeps, "unlearned_share": round(share, 4),
+                "unlearned_seconds": round(generation * share, 3), "seconds": round(total, 3),
+                "seconds_by_phase": {k: round(v, 3) for k, v in cost.seconds.items()}}
+
     def summary(self) -> dict[str, Any]:
         """Everything computed so far, for reports."""
         out: dict[str, Any] = {
@@ -275,6 +506,34 @@ class Probe:
         if self._curves:
             out["ccs"] = {str(p): est.to_dict() for p, est in sorted(self._curves.items())}
         return out
+
+
+def _labelled_prompts(value: Any, *, what: str) -> tuple[list[str], list[Any] | None]:
+    """A prompt list (no expected labels) or a dict prompt -> expected label, checked."""
+    if isinstance(value, dict):
+        prompts, expected = list(value), list(value.values())
+    elif isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a list of prompts or a dict prompt -> expected label, got {value!r}")
+    else:
+        prompts, expected = list(value), None
+    if not prompts:
+        raise ValueError(f"{what} is empty: give at least one prompt")
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"every entry of {what} must be a prompt string, got {bad[0]!r}")
+    if len(set(prompts)) != len(prompts):
+        raise ValueError(f"{what} must be distinct prompts, got {prompts}")
+    return prompts, expected
+
+
+def _expected_per_prompt(prompts: list[str], expected: Any) -> list[Any]:
+    """One expected label per prompt: a sequence of that length, or one label for all."""
+    if isinstance(expected, str | bytes | bool | int | float) or not isinstance(expected, Iterable):
+        return [expected] * len(prompts)
+    labels = list(expected)
+    if len(labels) != len(prompts):
+        raise ValueError(f"expected must hold one label per prompt ({len(prompts)}), got {len(labels)}")
+    return labels
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def _png_bytes(figure: Any) -> bytes:
 
 
 def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_limit: float | None = None,
-               title: str = "", reference: Any = None) -> Path:
+               title: str = "", reference: Any = None, xlabel: str | None = None) -> Path:
     """CCS against ψ with its 95% band, the limit, and an optional reference curve."""
     import matplotlib
 
@@ -135,7 +135,7 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
         ax.axhline(limit, color="black", lw=1, ls=":", label=f"ccs_max {limit}")
     if psi_limit is not None:
         ax.axvline(psi_limit, color="gray", lw=1, ls="--")
-    ax.set_xlabel("ψ (share of the denoising done by the original)")
+    ax.set_xlabel(xlabel or "ψ (share of the denoising done by the original)")
     ax.set_ylabel("CCS")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)

@@ -1,4 +1,5 @@
-"""Scoring: images in, evidence out (domain classifier, CCS, CRS, retention, gap, verdict).
+"""Scoring: images in, evidence out (domain classifier, CCS, CRS, retention, gap, verdict,
+and the facets beyond the target: CCS per prompt, leakage, judged accuracy).
 
 Everything here consumes image tensors N×C×H×W in [0, 1] and knows nothing of
 pipelines or pytest.
@@ -18,6 +19,9 @@ from .classifier import (
 from .crs import CRSResult, crs_paper, crs_similarity
 from .gap import GapCurve, GapPoint, concealment_gap
 from .images import check_images, check_paired
+from .judged import JudgedAccuracy, Pinpoint, judged_accuracy
+from .leakage import Leakage, leakage
+from .prompts import PromptCCS, prompt_ccs
 from .retention import DISTANCES, RetentionResult, retention, ssim
 from .stats import Estimate, bootstrap_mean, mcnemar, paired_bootstrap_diff
 from .verdict import VERDICT_KINDS, Verdict, decide
@@ -36,6 +40,10 @@ __all__ = [
     "Estimate",
     "GapCurve",
     "GapPoint",
+    "JudgedAccuracy",
+    "Leakage",
+    "Pinpoint",
+    "PromptCCS",
     "RetentionResult",
     "Verdict",
     "bootstrap_mean",
@@ -47,8 +55,11 @@ __all__ = [
     "crs_paper",
     "crs_similarity",
     "decide",
+    "judged_accuracy",
+    "leakage",
     "mcnemar",
     "paired_bootstrap_diff",
+    "prompt_ccs",
     "retention",
     "ssim",
     "train_domain_classifier",

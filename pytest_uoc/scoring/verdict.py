@@ -17,6 +17,13 @@ The rule (also in :func:`decide`), applied in this order:
    are needed.
 
 Only **forgotten** passes.
+
+With ``axis="strength"`` the curve is over restoration strengths (img2img
+from a noised reference, ``diffusion.restore``) instead of ψ. There the
+unlearned model's own share grows with the strength (1: pure generation, 0:
+the reference itself), so the points considered are the strengths *at or
+above* the limit, the "no help" point is the largest strength, and
+``first_retrieving_psi`` is the largest strength that restores the concept.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from typing import Any
 
 from .ccs import CCSCurve
 
-__all__ = ["VERDICT_KINDS", "Verdict", "decide"]
+__all__ = ["AXES", "VERDICT_KINDS", "Verdict", "decide"]
 
 VERDICT_KINDS = ("forgotten", "concealed", "not_erased", "inconclusive")
+#: Accepted values of ``decide(axis=...)``.
+AXES = ("psi", "strength")
 
 _PSI_EPS = 1e-9
 
@@ -96,6 +105,7 @@ def decide(
     accuracy_floor: float = 0.75,
     min_images: int = 16,
     images_differ: bool | None = None,
+    axis: str = "psi",
 ) -> Verdict:
     """Decide forgotten / concealed / not_erased / inconclusive from a CCS curve.
 
@@ -112,19 +122,34 @@ def decide(
        the smallest such ψ;
     6. every ψ ≤ psi_limit with CI high bound ≤ ccs_max → forgotten;
     7. otherwise inconclusive (an interval straddles ccs_max: more seeds).
+
+    ``axis="strength"``: the curve's keys are restoration strengths and
+    ``psi_limit`` is the smallest strength allowed; "≤ psi_limit" above reads
+    "≥ the limit", and "smallest ψ" reads "largest strength" (see the module).
     """
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
     for name, value in (("psi_limit", psi_limit), ("ccs_max", ccs_max),
                         ("heldout_accuracy", heldout_accuracy), ("accuracy_floor", accuracy_floor)):
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {value}")
     if min_images < 1:
         raise ValueError(f"min_images must be at least 1, got {min_images}")
-    considered = [psi for psi in curve.psis if psi <= psi_limit + _PSI_EPS]
-    if not considered:
-        raise ValueError(
-            f"no ψ ≤ psi_limit={psi_limit} on the curve (ψ values: {list(curve.psis)}); "
-            "sweep at least one ψ at or below the limit"
-        )
+    if axis == "strength":
+        considered = [s for s in reversed(curve.psis) if s >= psi_limit - _PSI_EPS]
+        if not considered:
+            raise ValueError(
+                f"no strength ≥ {psi_limit} on the curve (strengths: {list(curve.psis)}); "
+                "restore at least one strength at or above the limit"
+            )
+    else:
+        considered = [psi for psi in curve.psis if psi <= psi_limit + _PSI_EPS]
+        if not considered:
+            raise ValueError(
+                f"no ψ ≤ psi_limit={psi_limit} on the curve (ψ values: {list(curve.psis)}); "
+                "sweep at least one ψ at or below the limit"
+            )
+    sym = "ψ" if axis == "psi" else "strength"
 
     def verdict(kind: str, reason: str, retrieved: float | None = None) -> Verdict:
         return Verdict(
@@ -135,14 +160,14 @@ def decide(
         )
 
     def show(psi: float) -> str:
-        return f"CCS(ψ={psi:g}) = {curve.at(psi)}"
+        return f"CCS({sym}={psi:g}) = {curve.at(psi)}"
 
     few = [psi for psi in considered if curve.at(psi).n < min_images]
     if few:
         psi = few[0]
         return verdict(
             "inconclusive",
-            f"only {curve.at(psi).n} images at ψ={psi:g}, fewer than min_images={min_images}: "
+            f"only {curve.at(psi).n} images at {sym}={psi:g}, fewer than min_images={min_images}: "
             "sweep more seeds",
         )
     if heldout_accuracy < accuracy_floor:
@@ -161,12 +186,20 @@ def decide(
     if curve.at(first).low > ccs_max:
         return verdict(
             "not_erased",
-            f"{show(first)} is above ccs_max={ccs_max:g} without any help from the original model",
+            f"{show(first)} is above ccs_max={ccs_max:g} without any help from the "
+            + ("original model" if axis == "psi" else "reference image"),
             first,
         )
     retrieved = [psi for psi in considered if curve.at(psi).low > ccs_max]
     if retrieved:
         psi = retrieved[0]
+        if axis == "strength":
+            return verdict(
+                "concealed",
+                f"restoration from a noised reference brings the concept back: {show(psi)} is above "
+                f"ccs_max={ccs_max:g} at strength={psi:g} ≥ {psi_limit:g}",
+                psi,
+            )
         return verdict(
             "concealed",
             f"partial diffusion retrieves the concept: {show(psi)} is above ccs_max={ccs_max:g} "
@@ -175,9 +208,10 @@ def decide(
         )
     if all(curve.at(psi).high <= ccs_max for psi in considered):
         worst = max(considered, key=lambda p: curve.at(p).high)
+        bound = f"ψ ≤ {psi_limit:g}" if axis == "psi" else f"strength ≥ {psi_limit:g}"
         return verdict(
             "forgotten",
-            f"every CCS(ψ ≤ {psi_limit:g}) is below ccs_max={ccs_max:g} "
+            f"every CCS({bound}) is below ccs_max={ccs_max:g} "
             f"(highest: {show(worst)})",
         )
     straddle = next(psi for psi in considered if curve.at(psi).high > ccs_max)

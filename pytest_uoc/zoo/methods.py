@@ -11,6 +11,11 @@ encoder) with the text encoder frozen, as the methods do on Stable Diffusion:
 - UCE (Gandikota et al. 2024): closed-form edit of every cross-attention key
   and value projection, mapping the concept's token embeddings to the anchor's
   and preserving other prompts.
+
+The zoo's UNet also reads the text through an attention-pooled embedding
+added to its time embedding; ESD-x and UCE treat that pooling's key/value
+projections as part of the cross-attention (the text pathway), so "the
+cross-attention only" still means "everything that reads the prompt".
 - SalUn (Fan et al. 2024): a weight-saliency mask from the forget loss's
   gradient, then random labelling (the concept prompt is trained to predict
   what another label predicts on the concept's images) plus the retain loss,
@@ -86,7 +91,8 @@ class TrainingContext:
 
 
 def _is_cross_attention(name: str) -> bool:
-    return ".attn2." in name
+    """The UNet's text pathway: cross-attention, and the pooled text embedding where the UNet has one."""
+    return ".attn2." in name or name.startswith("add_embedding.")
 
 
 def _train(
@@ -203,7 +209,8 @@ def uce(
         denominator = concept.T @ concept + preserve_scale * kept.T @ kept + ridge * eye
         inverse = torch.linalg.inv(denominator.double()).float()
         for name, module in unet.named_modules():
-            if _is_cross_attention(name + ".") and name.endswith(("to_k", "to_v")):
+            # Key and value projections of every map that reads the token embeddings.
+            if _is_cross_attention(name + ".") and name.endswith(("to_k", "to_v", "k_proj", "v_proj")):
                 weight = module.weight
                 numerator = (
                     (anchor @ weight.T).T @ concept
