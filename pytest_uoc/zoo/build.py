@@ -36,12 +36,13 @@ class PipelineSize:
     attention_head_dim: int = 8
     norm_groups: int = 8
     vae_groups: int = 8
+    pool_heads: int = 64  # heads of the pooled text embedding (diffusers' default; the zoo was trained so)
 
 
 ZOO_SIZE = PipelineSize(unet_channels=(32, 48), vae_channels=(16, 32))
 TEST_SIZE = PipelineSize(
     latent_size=8, unet_channels=(8, 16), vae_channels=(8, 16), text_width=16, text_layers=1,
-    attention_head_dim=4, norm_groups=4, vae_groups=4,
+    attention_head_dim=4, norm_groups=4, vae_groups=4, pool_heads=4,
 )
 
 
@@ -133,7 +134,7 @@ def build_unet(size: PipelineSize, seed: int = 0) -> Any:
         # (diffusers' "text" addition embedding): a tiny UNet learns to follow the digit word
         # through it within a CPU budget, where cross-attention alone did not (measured: after
         # 1600 steps the digit word was ignored and only the colour followed).
-        addition_embed_type="text",
+        addition_embed_type="text", addition_embed_type_num_heads=size.pool_heads,
     )
 
 
