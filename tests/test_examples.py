@@ -1,0 +1,33 @@
+"""The README's main job: the example model repository's gate, run on the embedded zoo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
+    report = tmp_path / "uoc-report.json"
+    artifacts = tmp_path / "uoc-artifacts"
+    command = [
+        sys.executable, "-m", "pytest", "examples", "--uoc-device", "cpu", "--uoc-report", str(report),
+        "--uoc-artifacts", str(artifacts), "--uoc-cache-dir", str(tmp_path / "cache"), "-p", "no:cacheprovider",
+        "-q", "-rxX",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "pytest-uoc: unlearning or concealment" in output
+    rows = {row["test"].split("::")[-1].split("[")[0]: row for row in json.loads(report.read_text())["tests"]}
+    # The README's verbatim gate fails even the gold standard at psi = 0.55 (an expected failure)...
+    assert rows["test_three_is_truly_forgotten"]["outcome"] == "failed"
+    assert rows["test_three_is_truly_forgotten"]["verdict"] != "forgotten"
+    # ...a gate calibrated on the zoo's curves passes it, and the concealer is caught.
+    assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
+    assert rows["test_concealer_is_caught"]["outcome"] == "failed"
+    assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "failed"
+    assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
