@@ -76,12 +76,13 @@ def generate(original: Any, model: Any, prompts: Sequence[str], seeds: Sequence[
     return engine.sweep(list(prompts), list(psis), list(seeds)).images
 
 
-def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: Sequence[str] | None = None) -> dict:
+def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: Sequence[str] | None = None,
+            concepts: Sequence[str] = CONCEPTS, original_figures: bool = True, extra_seeds: int = 24) -> dict:
     import tempfile
 
     from .. import zoo
     from ..diffusion.trajectory_cache import TrajectoryCache
-    from ..report import atomic_write_bytes, write_image_grid
+    from ..report import atomic_write_bytes
 
     global _CACHE
     _CACHE = TrajectoryCache(tempfile.mkdtemp(prefix="uoc-evidence-"))
@@ -92,7 +93,22 @@ def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: 
                                             "psis": list(PSI_GRID)}, "judge": zoo.manifest()["models"].get("judge")}
     start = time.time()
 
-    # The original: per digit and per colour.
+    name = "evidence.json" if set(concepts) == set(CONCEPTS) else f"evidence-{'-'.join(concepts)}.json"
+    results["settings"]["concepts"] = list(concepts)
+    if original_figures:
+        _original_figures(results, original, judge, seeds_per_prompt, steps, batch)
+    results["concepts"] = {}
+    for concept in concepts:
+        results["concepts"][concept] = _concept_block(concept, original, judge, steps, batch, names, out, extra_seeds)
+        atomic_write_bytes(out / name, json.dumps(results, indent=1).encode())
+    results["seconds"] = round(time.time() - start, 1)
+    atomic_write_bytes(out / name, json.dumps(results, indent=1).encode())
+    plot_curves(results, out)
+    return results
+
+
+def _original_figures(results: dict, original: Any, judge: Any, seeds_per_prompt: int, steps: int, batch: int) -> None:
+    """The original: the fraction of images showing the asked digit, per digit, and the asked colour."""
     per_digit = {}
     for digit in range(10):
         prompts = [f"a handwritten {world.DIGIT_WORDS['en'][digit]}", f"the digit {digit}"]
@@ -110,64 +126,64 @@ def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: 
     print(f"original: digit accuracy {results['original']['mean_digit_accuracy']:.3f}, "
           f"colour accuracy {results['original']['mean_color_accuracy']:.3f}", flush=True)
 
-    results["concepts"] = {}
-    for concept in CONCEPTS:
-        prompts = world.concept_prompts(concept)
-        n_seeds = max(1, math.ceil(256 / len(prompts)))
-        concept_seeds = list(range(1000, 1000 + n_seeds))
-        models = ["digits"] + [f"digits-{m}-{concept}" for m in METHODS]
-        if names:
-            models = [m for m in models if m in names]
-        gold_hits: dict[float, torch.Tensor] = {}
-        block: dict[str, Any] = {"prompts": prompts, "images_per_psi": len(prompts) * n_seeds, "models": {}}
-        order = sorted(models, key=lambda m: not m.startswith("digits-gold"))  # gold first, for pairing
-        for name in order:
-            t0 = time.time()
-            model = original if name == "digits" else zoo.load(name, original=original)
-            images = generate(original, model, prompts, concept_seeds, PSI_GRID, steps, batch)
-            curve = {}
-            for psi in PSI_GRID:
-                hits = concept_hits(judge, images[psi], concept)
-                curve[str(psi)] = rate(hits)
-                if name.startswith("digits-gold"):
-                    gold_hits[psi] = hits
-                elif psi in gold_hits:
-                    curve[str(psi)]["mcnemar_p_vs_gold"] = mcnemar_p(hits, gold_hits[psi])
-                    curve[str(psi)]["excess_over_gold"] = curve[str(psi)]["rate"] - float(gold_hits[psi].float().mean())
-            entry: dict[str, Any] = {"curve": curve}
-            # Retention at ψ = 0: everything but the concept is still drawn.
-            if concept in world.COLORS:
-                others = [c for c in world.COLORS if c != concept]
-                r_prompts = [f"a {c} handwritten {w}" for c in others for w in ("two", "five", "seven")]
-                r_imgs = generate(original, model, r_prompts, list(range(12)), [0.0], steps, batch)[0.0]
-                expected = torch.tensor([list(world.COLORS).index(c) for c in others for _ in range(3) for _ in range(12)])
-                entry["retention"] = rate(judge.predict(r_imgs)[1] == expected)
-            else:
-                target = world.digit_of_word(concept)
-                other_digits = [d for d in range(10) if d != target]
-                r_prompts = [f"a handwritten {world.DIGIT_WORDS['en'][d]}" for d in other_digits]
-                r_imgs = generate(original, model, r_prompts, list(range(24)), [0.0], steps, batch)[0.0]
-                expected = torch.tensor([d for d in other_digits for _ in range(24)])
-                entry["retention"] = rate(judge.predict(r_imgs)[0] == expected)
-            # Leakage without asking, and other words / languages, at ψ = 0.
-            empty = generate(original, model, [""], list(range(2000, 2256)), [0.0], steps, batch)[0.0]
-            entry["empty_prompt"] = rate(concept_hits(judge, empty, concept))
-            entry["paraphrases"] = {}
-            for kind, p_list in world.paraphrase_prompts(concept).items():
-                p_imgs = generate(original, model, p_list, list(range(24)), [0.0], steps, batch)[0.0]
-                entry["paraphrases"][kind] = rate(concept_hits(judge, p_imgs, concept))
-            entry["seconds"] = round(time.time() - t0, 1)
-            block["models"][name] = entry
-            write_image_grid({psi: images[psi] for psi in PSI_GRID}, out / f"grid-{name}.png", max_columns=10)
-            print(f"{concept} {name}: " + " ".join(f"{psi}:{curve[str(psi)]['rate']:.2f}" for psi in PSI_GRID)
-                  + f" | retention {entry['retention']['rate']:.2f} | empty {entry['empty_prompt']['rate']:.2f}"
-                  + f" ({entry['seconds']} s)", flush=True)
-        results["concepts"][concept] = block
-        atomic_write_bytes(out / "evidence.json", json.dumps(results, indent=1).encode())
-    results["seconds"] = round(time.time() - start, 1)
-    atomic_write_bytes(out / "evidence.json", json.dumps(results, indent=1).encode())
-    plot_curves(results, out)
-    return results
+
+def _concept_block(concept: str, original: Any, judge: Any, steps: int, batch: int, names: Sequence[str] | None,
+                   out: Path, extra_seeds: int) -> dict:
+    """Every model's curves, retention, leakage and paraphrase figures for one concept."""
+    from .. import zoo
+    from ..report import write_image_grid
+
+    prompts = world.concept_prompts(concept)
+    n_seeds = max(1, math.ceil(256 / len(prompts)))
+    concept_seeds = list(range(1000, 1000 + n_seeds))
+    models = ["digits"] + [f"digits-{m}-{concept}" for m in METHODS]
+    if names:
+        models = [m for m in models if m in names]
+    gold_hits: dict[float, torch.Tensor] = {}
+    block: dict[str, Any] = {"prompts": prompts, "images_per_psi": len(prompts) * n_seeds, "models": {}}
+    order = sorted(models, key=lambda m: not m.startswith("digits-gold"))  # gold first, for pairing
+    for name in order:
+        t0 = time.time()
+        model = original if name == "digits" else zoo.load(name, original=original)
+        images = generate(original, model, prompts, concept_seeds, PSI_GRID, steps, batch)
+        curve = {}
+        for psi in PSI_GRID:
+            hits = concept_hits(judge, images[psi], concept)
+            curve[str(psi)] = rate(hits)
+            if name.startswith("digits-gold"):
+                gold_hits[psi] = hits
+            elif psi in gold_hits:
+                curve[str(psi)]["mcnemar_p_vs_gold"] = mcnemar_p(hits, gold_hits[psi])
+                curve[str(psi)]["excess_over_gold"] = curve[str(psi)]["rate"] - float(gold_hits[psi].float().mean())
+        entry: dict[str, Any] = {"curve": curve}
+        # Retention at ψ = 0: everything but the concept is still drawn.
+        if concept in world.COLORS:
+            others = [c for c in world.COLORS if c != concept]
+            r_prompts = [f"a {c} handwritten {w}" for c in others for w in ("two", "five", "seven")]
+            r_imgs = generate(original, model, r_prompts, list(range(extra_seeds // 2)), [0.0], steps, batch)[0.0]
+            expected = torch.tensor([list(world.COLORS).index(c) for c in others for _ in range(3) for _ in range(extra_seeds // 2)])
+            entry["retention"] = rate(judge.predict(r_imgs)[1] == expected)
+        else:
+            target = world.digit_of_word(concept)
+            other_digits = [d for d in range(10) if d != target]
+            r_prompts = [f"a handwritten {world.DIGIT_WORDS['en'][d]}" for d in other_digits]
+            r_imgs = generate(original, model, r_prompts, list(range(extra_seeds)), [0.0], steps, batch)[0.0]
+            expected = torch.tensor([d for d in other_digits for _ in range(extra_seeds)])
+            entry["retention"] = rate(judge.predict(r_imgs)[0] == expected)
+        # Leakage without asking, and other words / languages, at ψ = 0.
+        empty = generate(original, model, [""], list(range(2000, 2000 + 8 * extra_seeds)), [0.0], steps, batch)[0.0]
+        entry["empty_prompt"] = rate(concept_hits(judge, empty, concept))
+        entry["paraphrases"] = {}
+        for kind, p_list in world.paraphrase_prompts(concept).items():
+            p_imgs = generate(original, model, p_list, list(range(extra_seeds)), [0.0], steps, batch)[0.0]
+            entry["paraphrases"][kind] = rate(concept_hits(judge, p_imgs, concept))
+        entry["seconds"] = round(time.time() - t0, 1)
+        block["models"][name] = entry
+        write_image_grid({psi: images[psi] for psi in PSI_GRID}, out / f"grid-{name}.png", max_columns=10)
+        print(f"{concept} {name}: " + " ".join(f"{psi}:{curve[str(psi)]['rate']:.2f}" for psi in PSI_GRID)
+              + f" | retention {entry['retention']['rate']:.2f} | empty {entry['empty_prompt']['rate']:.2f}"
+              + f" ({entry['seconds']} s)", flush=True)
+    return block
 
 
 def plot_curves(results: dict, out: Path) -> None:
@@ -258,12 +274,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--only", nargs="*", default=None, help="measure only these zoo names")
-    parser.add_argument("--markdown", type=Path, default=None, help="print the tables of an evidence.json and exit")
+    parser.add_argument("--concepts", nargs="+", default=list(CONCEPTS), choices=CONCEPTS)
+    parser.add_argument("--no-original", action="store_true", help="skip the original's per-digit figures")
+    parser.add_argument("--extra-seeds", type=int, default=24, help="seeds per prompt for retention/paraphrases")
+    parser.add_argument("--markdown", type=Path, nargs="+", default=None,
+                        help="print the tables of evidence JSON files and exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(args.markdown.read_text())))
+        merged: dict = {"concepts": {}}
+        for file in args.markdown:
+            part = json.loads(file.read_text())
+            merged["concepts"].update(part.pop("concepts", {}))
+            merged.update({k: v for k, v in part.items() if k not in merged or k == "original"})
+        print(markdown(merged))
         return 0
-    measure(args.out, seeds_per_prompt=args.seeds, steps=args.steps, batch=args.batch, names=args.only)
+    measure(args.out, seeds_per_prompt=args.seeds, steps=args.steps, batch=args.batch, names=args.only,
+            concepts=args.concepts, original_figures=not args.no_original, extra_seeds=args.extra_seeds)
     return 0
 
 
