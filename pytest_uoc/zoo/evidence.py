@@ -136,7 +136,7 @@ def _concept_block(concept: str, original: Any, judge: Any, steps: int, batch: i
     prompts = world.concept_prompts(concept)
     n_seeds = max(1, math.ceil(256 / len(prompts)))
     concept_seeds = list(range(1000, 1000 + n_seeds))
-    models = ["digits"] + [f"digits-{m}-{concept}" for m in METHODS]
+    models = [f"digits-{m}-{concept}" for m in METHODS]  # the original's own curve is flat (its λO)
     if names:
         models = [m for m in models if m in names]
     gold_hits: dict[float, torch.Tensor] = {}
