@@ -30,11 +30,13 @@ THREE = ["a handwritten three", "the digit 3"]
 RED = ["a red handwritten two", "a red handwritten seven", "a red digit"]
 
 
-# The README's example, verbatim, run against the gold standard (pytest.ini). It
-# fails, and that is the zoo's first finding: at ψ = 0.55 the original has drawn
-# most of the image, so even a model that never saw a three "completes" it.
-@pytest.mark.xfail(strict=True, reason="an absolute gate at psi=0.55 fails even the gold standard "
-                   "(docs/zoo.md): use a small psi, or the concealment gap against a gold standard")
+# The README's example, verbatim, run against the gold standard (conftest.py). It
+# does not pass, and that is the zoo's first finding (docs/zoo.md): at ψ = 0.55 the
+# original has drawn most of the image, and the zoo's original draws a three for only
+# a minority of "three" prompts, so the classifier barely separates λO from λU.
+@pytest.mark.xfail(strict=True, reason="measured: the gold standard does not pass an absolute gate at "
+                   "psi=0.55 (verdict inconclusive, classifier accuracy 0.72 < 0.75); use a small psi, "
+                   "or the concealment gap against a gold standard")
 @pytest.mark.gpu
 @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
 def test_three_is_truly_forgotten():
@@ -78,6 +80,8 @@ def test_restoration_attack_catches_the_concealer():
     assert_concept_not_retrievable(psi=0.65, ccs_max=0.3, guidance="restore")
 
 
+@pytest.mark.xfail(strict=True, reason="measured: ESD-red still draws red when asked in other words "
+                   "('something red': CCS 0.52 > 0.3); paraphrase robustness is a separate gate for a reason")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_red_stays_erased_in_other_words():
     assert_concept_erased(ccs_max=0.3, prompts=["the digit 2 in red", "something red", "a red seven"])

@@ -30,4 +30,7 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
     assert rows["test_concealer_is_caught"]["outcome"] == "failed"
     assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "failed"
+    assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] == "concealed"
+    assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "failed"
+    assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
