@@ -79,11 +79,11 @@ def test_restore_matches_diffusers_with_stochastic_ddim(engine, references, tiny
 
 def test_restore_matches_diffusers_with_euler(tiny_pipe, tiny_unet, references):
     """A sigma scheduler: the begin index and add_noise follow the img2img pipeline."""
-    from diffusers import EulerDiscreteScheduler
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from tests.test_engine_exact import with_scheduler
-
-    pipe = with_scheduler(tiny_pipe, scheduler=EulerDiscreteScheduler.from_config(tiny_pipe.scheduler.config))
+    components = {**tiny_pipe.components, "scheduler": EulerDiscreteScheduler.from_config(tiny_pipe.scheduler.config)}
+    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
     euler = PartialDiffusion(pipe, tiny_unet, num_inference_steps=STEPS, guidance_scale=GUIDANCE)
     latents = encode_references(euler, references)
     ours = restore(euler, latents, PROMPTS, [0.5], SEEDS)[0.5]
