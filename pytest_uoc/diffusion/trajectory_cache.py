@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,13 +188,7 @@ class TrajectoryCache:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         payload = buffer.getvalue()
-        path = self._path(model_key, prompt, seed, step)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from ..report import atomic_write_bytes
+
+        atomic_write_bytes(self._path(model_key, prompt, seed, step),
+                           _MAGIC + hashlib.sha256(payload).digest() + payload)
