@@ -20,6 +20,7 @@ __all__ = ["OPTIONS", "Option", "Settings", "parse_seeds", "resolve_settings"]
 
 BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+MIXING = ("auto", "on", "off")
 GUIDANCE_KINDS = ("partial", "restore")
 
 
@@ -186,6 +187,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("seeds", _seeds, tuple(range(32)), "seeds per prompt: N (0..N-1), A-B or a comma list", metavar="SEEDS"),
     Option("psis", _psis, (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75), "the ψ grid of curves and reports", metavar="LIST"),
     Option("batch_size", _int(1), 32, "images per UNet call", metavar="N"),
+    Option("mix_branches", _choice(MIXING), "auto", "finish the branches of different psi in shared UNet calls: auto (on for CUDA), on, off"),
+    Option("compile", _bool, False, "torch.compile the UNet calls (pays off on GPUs for long runs)"),
     Option("backbone", _choice(BACKBONES), "resnet18", "domain classifier backbone"),
     Option("backbone_weights", _path, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
@@ -211,6 +214,8 @@ class Settings:
     seeds: tuple[int, ...] = tuple(range(32))
     psis: tuple[float, ...] = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
     batch_size: int = 32
+    mix_branches: str = "auto"
+    compile: bool = False
     backbone: str = "resnet18"
     backbone_weights: str | None = None
     accuracy_floor: float = 0.75

@@ -39,6 +39,10 @@ def resolve_device(setting: str, worker: str | None = None) -> str:
     return setting
 
 
+#: ``--uoc-mix-branches`` values as ``PartialDiffusion(mix_branches=...)`` takes them.
+MIX_SETTING: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
+
 def resolve_dtype(setting: str, device: str) -> Any:
     import torch
 
@@ -123,7 +127,8 @@ class UocSession:
             def engine(other: Any) -> PartialDiffusion:
                 return PartialDiffusion(original, other, num_inference_steps=settings.steps,
                                         guidance_scale=settings.guidance_scale, batch_size=settings.batch_size,
-                                        cache=cache)
+                                        cache=cache, mix_branches=MIX_SETTING[settings.mix_branches],
+                                        compile_unet=settings.compile)
 
             probe_settings = ProbeSettings(
                 seeds=tuple(seeds), psis=settings.psis, backbone=settings.backbone,

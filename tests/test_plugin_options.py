@@ -41,6 +41,8 @@ def test_plugin_module_does_not_import_torch() -> None:
         (["--uoc-unlearned", "no/such/dir"], "*--uoc-unlearned*'no/such/dir': the path does not exist*"),
         (["--uoc-unlearned", "zoo:no-such-model"], "*--uoc-unlearned*zoo:no-such-model*"),
         (["--uoc-dtype", "float8"], "*--uoc-dtype*'float8': expected one of: auto, float32*"),
+        (["--uoc-mix-branches", "maybe"], "*--uoc-mix-branches*'maybe': expected one of: auto, on, off*"),
+        (["--uoc-compile", "sometimes"], "*--uoc-compile*'sometimes': expected true or false*"),
     ],
 )
 def test_bad_option_is_a_usage_error_before_any_test(pytester: pytest.Pytester, args: list[str], message: str) -> None:
@@ -83,6 +85,22 @@ def test_precedence_command_line_over_environment_over_ini(pytester: pytest.Pyte
         """
     )
     result = pytester.runpytest("--uoc-steps", "33")
+    result.assert_outcomes(passed=1)
+
+
+def test_fast_path_options_reach_the_engine(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nuoc_mix_branches = on\nuoc_seeds = 4\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.uoc_concept("red", unlearned="zoo:digits-gold-red")
+        def test_engine(uoc):
+            assert uoc.engine.mix_branches is True and uoc.engine.mixing
+            assert uoc.engine.compile_unet is True
+        """
+    )
+    result = pytester.runpytest("--uoc-compile", "true", "--uoc-device", "cpu")
     result.assert_outcomes(passed=1)
 
 

@@ -195,6 +195,9 @@ class PartialDiffusion:
         height: int | None = None,
         width: int | None = None,
         cache: Any = None,
+        mix_branches: bool | None = None,
+        max_mixed_images: int | None = None,
+        compile_unet: bool | dict[str, Any] = False,
     ) -> None:
         check_pipeline(original, name="original")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
@@ -208,8 +211,21 @@ class PartialDiffusion:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
+        if mix_branches is not None and not isinstance(mix_branches, bool):
+            raise TypeError(f"mix_branches must be True, False or None (auto), got {mix_branches!r}")
+        if max_mixed_images is not None and (
+            isinstance(max_mixed_images, bool) or not isinstance(max_mixed_images, int) or max_mixed_images < 1
+        ):
+            raise ValueError(f"max_mixed_images must be an integer >= 1 or None, got {max_mixed_images!r}")
+        if not isinstance(compile_unet, bool | dict):
+            raise TypeError(f"compile_unet must be a bool or a dict of torch.compile arguments, got {compile_unet!r}")
         self.original = original
         self.unlearned = load_unlearned(original, unlearned)
+        #: ``torch.compile`` the UNets' forward calls (True, or a dict of torch.compile arguments).
+        #: Only the calls are compiled: the pipelines keep their own modules, so weight
+        #: fingerprints, ``state_dict`` keys and the trajectory cache do not change.
+        self.compile_unet = compile_unet
+        self._compiled: dict[int, Any] = {}
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
@@ -222,6 +238,13 @@ class PartialDiffusion:
         )
         #: Optional ``TrajectoryCache``: the original's states at each hand-off, kept between runs.
         self.cache = cache
+        #: Finish the branches of different ψ together, in UNet calls that mix their timesteps.
+        #: None means on for CUDA (fewer, larger calls fill the GPU) and off on the CPU, where
+        #: separate calls keep ``sweep`` bit-identical to ``generate``; mixed calls agree with
+        #: them within float rounding (1e-6 in float32).
+        self.mix_branches = mix_branches
+        #: The most images one mixed call may hold (default: 4 × batch_size).
+        self.max_mixed_images = max_mixed_images or 4 * batch_size
         self._cache_key: str | None = None
 
     # -- schedule -----------------------------------------------------------------
@@ -233,6 +256,13 @@ class PartialDiffusion:
     @property
     def dtype(self) -> torch.dtype:
         return self.original.unet.dtype
+
+    @property
+    def mixing(self) -> bool:
+        """Whether branches of different ψ share UNet calls (see ``mix_branches``)."""
+        if self.mix_branches is None:
+            return self.device.type == "cuda"
+        return self.mix_branches
 
     @property
     def do_cfg(self) -> bool:
@@ -275,15 +305,16 @@ class PartialDiffusion:
         items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
         cfg = self.do_cfg
         original = _Model(self.original, prompt_list, self.device, cfg, self.dtype)
+        original.unet = self._forward_of(self.original.unet)
         shared_text = (
             self.unlearned.text_encoder is self.original.text_encoder
             and self.unlearned.tokenizer is self.original.tokenizer
         )
         if shared_text:
             unlearned = copy.copy(original)
-            unlearned.unet = self.unlearned.unet
         else:
             unlearned = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype)
+        unlearned.unet = self._forward_of(self.unlearned.unet)
         by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
         counts = {"original": 0, "unlearned": 0}
         with torch.inference_mode():
@@ -308,6 +339,15 @@ class PartialDiffusion:
         )
 
     # -- internals ----------------------------------------------------------------
+
+    def _forward_of(self, unet: Any) -> Any:
+        """``unet`` itself, or its compiled wrapper when ``compile_unet`` asks for one (made once)."""
+        if self.compile_unet is False:
+            return unet
+        if id(unet) not in self._compiled:
+            options = self.compile_unet if isinstance(self.compile_unet, dict) else {}
+            self._compiled[id(unet)] = torch.compile(unet, **options)
+        return self._compiled[id(unet)]
 
     def _start(self, batch: list[tuple[int, int]]) -> _Trajectory:
         from diffusers.utils.torch_utils import randn_tensor
@@ -380,20 +420,77 @@ class PartialDiffusion:
             resume, state = self._resume_point(named, pending[0], cached)
             if state is None:
                 state = self._start(batch)
+        mixing = self.mixing and len(handoffs) > 1
+        branches: dict[int, _Trajectory] = {}
         for step, branch in sorted(cached.items()):
-            yield step, finish(branch, step)
-        if state is None:
-            return
-        for step in range(resume or 0, total + 1):
-            if pending and pending[0] == step:
-                pending.pop(0)
-                self._store_states(named, step, state)
-                branch = state if not pending else state.fork()
+            if mixing:
+                branches[step] = branch
+            else:
                 yield step, finish(branch, step)
-            if not pending or step == total:
+        if state is not None:
+            for step in range(resume or 0, total + 1):
+                if pending and pending[0] == step:
+                    pending.pop(0)
+                    self._store_states(named, step, state)
+                    branch = state if not pending else state.fork()
+                    if mixing:
+                        branches[step] = branch
+                    else:
+                        yield step, finish(branch, step)
+                if not pending or step == total:
+                    break
+                self._denoise(original, state, step, original_embeddings)
+                counts["original"] += len(batch)
+        if branches:
+            self._finish_mixed(branches, unlearned, unlearned_embeddings, total, counts, len(batch))
+            for step, branch in sorted(branches.items()):
+                yield step, self._decode(branch.latents)
+
+    def _finish_mixed(
+        self,
+        branches: dict[int, _Trajectory],
+        model: _Model,
+        embeddings: torch.Tensor,
+        total: int,
+        counts: dict[str, int],
+        images: int,
+    ) -> None:
+        """Denoise every branch to the end, several branches (at different timesteps) per UNet call.
+
+        Round r advances each unfinished branch by one step; branches are packed
+        into calls of at most ``max_mixed_images`` images, each row carrying its
+        own timestep. Scaling, guidance and the scheduler step stay per branch.
+        """
+        position = {start: start for start in branches}
+        per_call = max(1, self.max_mixed_images // max(1, images))
+        while True:
+            active = [k for k in sorted(branches) if position[k] < total]
+            if not active:
                 return
-            self._denoise(original, state, step, original_embeddings)
-            counts["original"] += len(batch)
+            for group in _chunks(active, per_call):
+                inputs, steps_in, contexts = [], [], []
+                for key in group:
+                    branch = branches[key]
+                    t = branch.scheduler.timesteps[position[key]]
+                    latent_in = torch.cat([branch.latents] * 2) if model.negative is not None else branch.latents
+                    latent_in = branch.scheduler.scale_model_input(latent_in, t)
+                    inputs.append(latent_in)
+                    steps_in.append(t.reshape(1).expand(latent_in.shape[0]))
+                    contexts.append(embeddings)
+                noise_all = model.unet(
+                    torch.cat(inputs), torch.cat(steps_in), encoder_hidden_states=torch.cat(contexts),
+                    return_dict=False,
+                )[0]
+                for key, noise in zip(group, noise_all.split([x.shape[0] for x in inputs]), strict=True):
+                    branch = branches[key]
+                    t = branch.scheduler.timesteps[position[key]]
+                    if model.negative is not None:
+                        uncond, cond = noise.chunk(2)
+                        noise = uncond + self.guidance_scale * (cond - uncond)
+                    kwargs = self._step_kwargs(branch.scheduler, branch.generators)
+                    branch.latents = branch.scheduler.step(noise, t, branch.latents, **kwargs, return_dict=False)[0]
+                    position[key] += 1
+                    counts["unlearned"] += images
 
     # -- trajectory cache ---------------------------------------------------------------
 
