@@ -172,3 +172,24 @@ def test_bfloat16_sweep_runs_and_stays_close_to_float32(tiny_pipe, tiny_unet):
         assert got[psi].dtype == torch.float32 and torch.isfinite(got[psi]).all()
         # bfloat16 keeps 8 bits of mantissa: images agree to a few percent, not bit for bit.
         assert float((got[psi] - expected[psi]).abs().mean()) < 0.05, psi
+
+
+@pytest.mark.parametrize(("worker", "count", "expected"), [
+    (None, 4, "cuda:0"), ("gw0", 4, "cuda:0"), ("gw3", 4, "cuda:3"), ("gw5", 4, "cuda:1"), ("gw2", 1, "cuda:0"),
+])
+def test_xdist_workers_map_to_gpus_round_robin(monkeypatch, worker, count, expected):
+    from pytest_uoc.session import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    assert resolve_device("auto", worker) == expected
+    assert resolve_device("cuda:1", worker) == "cuda:1"
+
+
+def test_auto_device_is_the_cpu_without_cuda(monkeypatch):
+    from pytest_uoc.session import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", "gw3") == "cpu"
+    with pytest.raises(RuntimeError, match="--uoc-device cuda:0: CUDA is not available"):
+        resolve_device("cuda:0")

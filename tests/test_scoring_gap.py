@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from uoc_test_helpers import MeanPixelClassifier, constant_images
 
 from pytest_uoc.scoring import concealment_gap
 
 torch.set_num_threads(1)
-
-
-class MeanPixelClassifier:
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return images.mean(dim=(1, 2, 3))
-
-
-def constant_images(values: list[float]) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
 
 
 def test_gap_hand_computed() -> None:

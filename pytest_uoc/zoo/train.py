@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..report import atomic_write_bytes
 from . import methods, world
 from .build import ZOO_SIZE, PipelineSize, build_pipeline
 from .data import DigitImages, load_digit_images
@@ -47,11 +48,9 @@ def log(message: str) -> None:
 
 
 def _save_state(module: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({k: v.detach().half().contiguous() for k, v in module.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    atomic_write_bytes(path, save({k: v.detach().half().contiguous() for k, v in module.state_dict().items()}))
 
 
 def _load_state(module: torch.nn.Module, path: Path) -> torch.nn.Module:
@@ -318,9 +317,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         if manifest_path.exists():
             manifest["models"] = {**json.loads(manifest_path.read_text())["models"], **manifest["models"]}
         manifest["models"][name] = {**manifest["models"].get(name, {}), **info}
-        tmp = manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest, indent=1, default=str))
-        tmp.replace(manifest_path)
+        atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, default=str).encode())
 
     torch.manual_seed(seed)
     data = load_digit_images()
