@@ -105,13 +105,14 @@ def build_tokenizer(words: Iterable[str], max_length: int, folder: str | Path | 
     )
 
 
-def sd_scheduler() -> Any:
-    """Stable Diffusion 1.x's DDIM scheduler configuration."""
+def sd_scheduler(prediction_type: str = "epsilon") -> Any:
+    """Stable Diffusion 1.x's DDIM scheduler configuration (SD 2.x's with ``v_prediction``)."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
+        prediction_type=prediction_type,
     )
 
 
@@ -166,14 +167,16 @@ def build_text_encoder(size: PipelineSize, tokenizer: Any, seed: int = 0) -> Any
     return CLIPTextModel(config)
 
 
-def build_pipeline(words: Iterable[str], size: PipelineSize = TEST_SIZE, seed: int = 0) -> Any:
+def build_pipeline(
+    words: Iterable[str], size: PipelineSize = TEST_SIZE, seed: int = 0, prediction_type: str = "epsilon"
+) -> Any:
     """A complete StableDiffusionPipeline with random weights, built offline."""
     from diffusers import StableDiffusionPipeline
 
     tokenizer = build_tokenizer(words, size.max_length)
     pipe = StableDiffusionPipeline(
         vae=build_vae(size, seed), text_encoder=build_text_encoder(size, tokenizer, seed),
-        tokenizer=tokenizer, unet=build_unet(size, seed), scheduler=sd_scheduler(),
+        tokenizer=tokenizer, unet=build_unet(size, seed), scheduler=sd_scheduler(prediction_type),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 __all__ = [
     "Pool",
     "TrainingContext",
+    "denoising_target",
     "concept_ablation",
     "conceal_text_encoder",
     "esd",
@@ -67,6 +68,15 @@ class Pool:
         return x_t, self.timesteps[step], [self.prompts[i] for i in idx.tolist()]
 
 
+def denoising_target(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The UNet's regression target: ε, or v = √ᾱ·ε − √(1−ᾱ)·x0 (diffusers' ``v_prediction``)."""
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
+    raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+
+
 @dataclass
 class TrainingContext:
     """What every method needs: the frozen text side and the noise schedule."""
@@ -74,6 +84,8 @@ class TrainingContext:
     tokenizer: Any
     text_encoder: Any
     alphas_cumprod: torch.Tensor
+    #: What the UNet predicts: "epsilon" (the noise) or "v_prediction" (v = √ᾱ·ε − √(1−ᾱ)·x0).
+    prediction_type: str = "epsilon"
 
     def embed(self, prompts: Sequence[str], encoder: Any | None = None) -> torch.Tensor:
         ids = self.tokenizer(
@@ -83,11 +95,14 @@ class TrainingContext:
         return (encoder or self.text_encoder)(ids)[0]
 
     def noise(self, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x_t, t, ε) for clean latents ``x0`` at uniformly random timesteps."""
+        """(x_t, t, target) for clean latents ``x0`` at uniformly random timesteps.
+
+        ``target`` is what the UNet should output there: ε, or v for v-prediction.
+        """
         t = torch.randint(0, self.alphas_cumprod.shape[0], (x0.shape[0],), generator=gen)
         eps = torch.randn(x0.shape, generator=gen)
         a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, eps
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps, t, denoising_target(x0, eps, a, self.prediction_type)
 
 
 def _is_cross_attention(name: str) -> bool:
@@ -176,14 +191,14 @@ def concept_ablation(
 
     def loss(_: int) -> torch.Tensor:
         idx = torch.randint(0, anchor_latents.shape[0], (batch,), generator=gen)
-        x_t, t, eps = ctx.noise(anchor_latents[idx], gen)
+        x_t, t, target = ctx.noise(anchor_latents[idx], gen)
         chosen = [rng.choice(pairs) for _ in range(batch)]
         with torch.no_grad():
             target_emb = ctx.embed([c for c, _ in chosen])
             anchor_emb = ctx.embed([a for _, a in chosen])
             anchor_pred = unet(x_t, t, encoder_hidden_states=anchor_emb).sample.detach()
         ablate = F.mse_loss(unet(x_t, t, encoder_hidden_states=target_emb).sample, anchor_pred)
-        regular = F.mse_loss(unet(x_t, t, encoder_hidden_states=anchor_emb).sample, eps)
+        regular = F.mse_loss(unet(x_t, t, encoder_hidden_states=anchor_emb).sample, target)
         return ablate + reg_weight * regular
 
     return _train(unet, list(unet.parameters()), loss, steps, lr)
@@ -249,10 +264,10 @@ def salun(
         p.requires_grad_(True)
     # Saliency: gradient magnitude of the ordinary loss on the forget data.
     idx = torch.randperm(forget_latents.shape[0], generator=gen)[: min(64, forget_latents.shape[0])]
-    x_t, t, eps = ctx.noise(forget_latents[idx], gen)
+    x_t, t, target = ctx.noise(forget_latents[idx], gen)
     with torch.no_grad():
         emb = ctx.embed([forget_prompts(rng)[0] for _ in range(len(idx))])
-    F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, eps).backward()
+    F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, target).backward()
     grads = torch.cat([p.grad.abs().flatten() for p in params])
     threshold = torch.quantile(grads[torch.randperm(grads.numel(), generator=gen)[:100_000]], sparsity)
     mask = {id(p): (p.grad.abs() >= threshold).float() for p in params}
@@ -268,10 +283,10 @@ def salun(
             relabelled = unet(x_f, t_f, encoder_hidden_states=other_emb).sample.detach()
         forget = F.mse_loss(unet(x_f, t_f, encoder_hidden_states=concept_emb).sample, relabelled)
         r_idx = torch.randint(0, retain_latents.shape[0], (batch,), generator=gen)
-        x_r, t_r, eps_r = ctx.noise(retain_latents[r_idx], gen)
+        x_r, t_r, target_r = ctx.noise(retain_latents[r_idx], gen)
         with torch.no_grad():
             retain_emb = ctx.embed([retain_prompts(i, rng) for i in r_idx.tolist()])
-        retain = F.mse_loss(unet(x_r, t_r, encoder_hidden_states=retain_emb).sample, eps_r)
+        retain = F.mse_loss(unet(x_r, t_r, encoder_hidden_states=retain_emb).sample, target_r)
         return forget + retain_weight * retain
 
     return _train(unet, params, loss, steps, lr, mask=mask)

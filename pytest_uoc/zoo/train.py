@@ -41,6 +41,11 @@ ANCHORS = {"three": "eight", "red": None}
 # the UNet learns to ignore the prompt (measured: every prompt drew the seed's digit). Scaling
 # by 1/sqrt(16) gives the same signal-to-noise per image as SD 1.x at every timestep.
 LATENT_STD = 0.25
+# v-prediction (as SD 2.x): with ε-prediction the digit is buried in the loss at high noise (at
+# t = 980 the whole x0 accounts for ~0.1% of the ε target, below the trained loss), so the UNet
+# never learned to follow the digit word (measured: the seed, not the prompt, chose the digit).
+# v ≈ −x0 at high noise, so there the loss is about the digit the prompt asks for.
+PREDICTION_TYPE = "v_prediction"
 
 
 def log(message: str) -> None:
@@ -125,6 +130,7 @@ def train_unet(
     lr: float = 1e-3,
     drop_prompt: float = 0.1,
     high_noise: float = 0.5,
+    prediction_type: str = "epsilon",
 ) -> None:
     """Denoising training on scaled latents with random captions (CFG dropout 10%).
 
@@ -167,7 +173,8 @@ def train_unet(
         else:
             with torch.no_grad():
                 emb = text_encoder(ids)[0]
-        loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, eps)
+        target = methods.denoising_target(x0, eps, a, prediction_type)
+        loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, target)
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in opt.param_groups:
             group["lr"] = lr * scale
@@ -213,7 +220,8 @@ def sample_pool(pipe: Any, prompts: Sequence[str], seed: int, steps: int = 50, g
 def _context(pipe: Any) -> methods.TrainingContext:
     from .build import sd_scheduler
 
-    return methods.TrainingContext(pipe.tokenizer, pipe.text_encoder, sd_scheduler().alphas_cumprod)
+    return methods.TrainingContext(pipe.tokenizer, pipe.text_encoder, sd_scheduler().alphas_cumprod,
+                                   pipe.scheduler.config.prediction_type)
 
 
 # -- concepts -------------------------------------------------------------------------------
@@ -295,7 +303,7 @@ STAGES = ("vae", "original", "judge", "gold", "methods", "install")
 def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps: int, judge_steps: int,
               size: PipelineSize = ZOO_SIZE, concepts: Sequence[str] = CONCEPTS, seed: int = 0,
               limit_images: int | None = None, stages: Sequence[str] = STAGES,
-              latent_std: float = LATENT_STD) -> dict:
+              latent_std: float = LATENT_STD, prediction_type: str = PREDICTION_TYPE) -> dict:
     """Train the requested stages (resuming from ``work``) and write the shipped files to ``out``.
 
     Stages already done in ``work`` are loaded, not retrained; gold standards
@@ -310,7 +318,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     manifest_path = work / "manifest.json"
     manifest: dict = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     manifest["settings"] = {"steps": steps, "vae_steps": vae_steps, "method_steps": method_steps,
-                            "judge_steps": judge_steps, "seed": seed, "size": size.__dict__}
+                            "judge_steps": judge_steps, "seed": seed, "size": size.__dict__,
+                            "latent_std": latent_std, "prediction_type": prediction_type}
 
     def record(name: str, **info: Any) -> None:
         # Re-read first: gold standards may train in parallel processes sharing this file.
@@ -323,7 +332,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     data = load_digit_images()
     if limit_images:
         data = data.subset(torch.arange(len(data)) % max(1, len(data) // limit_images) == 0)
-    pipe = build_pipeline(world.all_words(), size, seed=seed)
+    pipe = build_pipeline(world.all_words(), size, seed=seed, prediction_type=prediction_type)
 
     # VAE
     vae_file = work / "vae.safetensors"
@@ -356,7 +365,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         start = time.time()
         # The text encoder stays at its seeded random initialisation, frozen, as SD's CLIP is frozen:
         # measured with the judge, it followed the digit word better (26% vs 21% with joint training).
-        train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=False, seed=seed)
+        train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=False, seed=seed,
+                   prediction_type=prediction_type)
         _save_state(pipe.unet, unet_file)
         _save_state(pipe.text_encoder, text_file)
         record("digits", method="pre-training", seconds=round(time.time() - start, 1))
@@ -387,7 +397,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
             start = time.time()
             gold = copy.deepcopy(init_unet)
             kept = data.subset(keep)
-            train_unet(gold, pipe.text_encoder, pipe.tokenizer, latents[keep], kept, steps=steps, train_text=False, seed=seed)
+            train_unet(gold, pipe.text_encoder, pipe.tokenizer, latents[keep], kept, steps=steps, train_text=False, seed=seed,
+                   prediction_type=prediction_type)
             _save_state(gold, variant_files["gold"])
             record(f"digits-gold-{concept}", method="retrained without the concept", concept=concept,
                    seconds=round(time.time() - start, 1), images=int(keep.sum()))
@@ -477,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method-steps", type=int, default=300, help="fine-tuning steps of each unlearning method")
     parser.add_argument("--judge-steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prediction-type", default=PREDICTION_TYPE, choices=["epsilon", "v_prediction"])
     parser.add_argument("--latent-std", type=float, default=LATENT_STD,
                         help="standard deviation of the scaled latents (sets the VAE's scaling_factor)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -488,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     build_zoo(args.work, args.out, steps=args.steps, vae_steps=args.vae_steps, method_steps=args.method_steps,
               judge_steps=args.judge_steps, seed=args.seed, concepts=args.concepts,
-              stages=[s.strip() for s in args.stages.split(",") if s.strip()], latent_std=args.latent_std)
+              stages=[s.strip() for s in args.stages.split(",") if s.strip()], latent_std=args.latent_std,
+              prediction_type=args.prediction_type)
     log(f"zoo built in {time.time() - start:.0f} s")
     return 0
 
