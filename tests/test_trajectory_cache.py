@@ -17,6 +17,8 @@ PSIS = [0.0, 0.25, 0.55, 1.0]
 
 
 def _engine(pipe, unet, cache=None, **kwargs):
+    # These tests are about the original's states; finished images are tested at the end.
+    kwargs.setdefault("cache_images", False)
     return PartialDiffusion(pipe, unet, num_inference_steps=8, batch_size=4, cache=cache, **kwargs)
 
 
@@ -96,3 +98,46 @@ def test_stateful_schedulers_stay_exact_through_the_cache(tiny_pipe, tiny_unet, 
     assert warm.original_unet_evals == 0 and cache.hits > 0
     for psi in PSIS:
         assert torch.allclose(warm[psi], expected[psi], atol=1e-6), psi
+
+
+# -- finished images: a re-run against the same checkpoint ---------------------------------
+
+
+def test_rerun_against_the_same_checkpoint_costs_no_unet_evaluation(tiny_pipe, tiny_unet, tmp_path) -> None:
+    cache = TrajectoryCache(tmp_path)
+    first = _engine(tiny_pipe, tiny_unet, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    again = _engine(tiny_pipe, tiny_unet, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    assert first.unet_evals > 0 and again.unet_evals == 0
+    for psi in PSIS:
+        assert torch.equal(first[psi], again[psi])
+
+
+def test_finished_images_are_keyed_by_the_unlearned_weights(tiny_pipe, tiny_unet, tmp_path) -> None:
+
+    cache = TrajectoryCache(tmp_path)
+    _engine(tiny_pipe, tiny_unet, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    edited = copy.deepcopy(tiny_unet)
+    with torch.no_grad():
+        edited.conv_out.bias.add_(0.05)
+    other = _engine(tiny_pipe, edited, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    plain = _engine(tiny_pipe, edited).sweep(PROMPTS, PSIS, SEEDS)
+    # A new checkpoint reuses the original's states but none of the old finished images.
+    assert other.original_unet_evals == 0 and other.unlearned_unet_evals == plain.unlearned_unet_evals
+    for psi in PSIS:
+        assert torch.allclose(other[psi], plain[psi], atol=1e-6)
+
+
+def test_corrupt_finished_image_is_recomputed(tiny_pipe, tiny_unet, tmp_path) -> None:
+    cache = TrajectoryCache(tmp_path)
+    before = set(tmp_path.rglob("*.pt"))
+    _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path), cache_images=False).sweep(PROMPTS, PSIS, SEEDS)
+    states = set(tmp_path.rglob("*.pt")) - before
+    expected = _engine(tiny_pipe, tiny_unet, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    images = sorted(set(tmp_path.rglob("*.pt")) - states)
+    assert len(images) == len(PROMPTS) * len(SEEDS) * len(PSIS)
+    images[0].write_bytes(images[0].read_bytes()[:50])
+    with pytest.warns(UserWarning, match="is checksum mismatch"):
+        again = _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path), cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    for psi in PSIS:
+        assert torch.equal(again[psi], expected[psi])
+    assert 0 < again.unet_evals < expected.unet_evals

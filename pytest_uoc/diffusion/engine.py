@@ -13,6 +13,7 @@ image depends on how images were batched.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import math
 import time
@@ -198,6 +199,7 @@ class PartialDiffusion:
         mix_branches: bool | None = None,
         max_mixed_images: int | None = None,
         compile_unet: bool | dict[str, Any] = False,
+        cache_images: bool = True,
     ) -> None:
         check_pipeline(original, name="original")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
@@ -226,6 +228,10 @@ class PartialDiffusion:
         #: fingerprints, ``state_dict`` keys and the trajectory cache do not change.
         self.compile_unet = compile_unet
         self._compiled: dict[int, Any] = {}
+        #: With a cache, also keep each finished image, keyed by both models: a re-run against
+        #: the same unlearned checkpoint (a CI re-run) then costs no UNet evaluation at all.
+        self.cache_images = bool(cache_images)
+        self._image_key: str | None = None
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
@@ -411,8 +417,13 @@ class PartialDiffusion:
             for later in range(step, total):
                 self._denoise(unlearned, branch, later, unlearned_embeddings)
                 counts["unlearned"] += len(batch)
-            return self._decode(branch.latents)
+            return self._store_images(named, step, self._decode(branch.latents))
 
+        finished = self._cached_images(named, handoffs)
+        yield from sorted(finished.items())
+        handoffs = [k for k in handoffs if k not in finished]
+        if not handoffs:
+            return
         cached = self._cached_states(named, handoffs)
         pending = [k for k in handoffs if k not in cached]
         resume, state = None, None
@@ -444,7 +455,7 @@ class PartialDiffusion:
         if branches:
             self._finish_mixed(branches, unlearned, unlearned_embeddings, total, counts, len(batch))
             for step, branch in sorted(branches.items()):
-                yield step, self._decode(branch.latents)
+                yield step, self._store_images(named, step, self._decode(branch.latents))
 
     def _finish_mixed(
         self,
@@ -546,6 +557,37 @@ class PartialDiffusion:
             if step in found:
                 return step, found[step]
         return None, None
+
+    def _images_key(self) -> str:
+        """The trajectory key extended by the unlearned model's fingerprints (finished images)."""
+        if self._image_key is None:
+            from .trajectory_cache import fingerprint_module
+
+            parts = [self._key(), "finished-images"]
+            for module in (self.unlearned.unet, self.unlearned.text_encoder):
+                parts.append(fingerprint_module(module, full_hash=self.cache.full_hash))
+            self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        return self._image_key
+
+    def _cached_images(self, named: list[tuple[str, int]], handoffs: list[int]) -> dict[int, torch.Tensor]:
+        """Hand-offs whose every finished image is in the cache (for this pair of models)."""
+        if self.cache is None or not self.cache_images:
+            return {}
+        out: dict[int, torch.Tensor] = {}
+        for step in handoffs:
+            if not all(self.cache.contains(self._images_key(), p, s, step) for p, s in named):
+                continue
+            entries = [self.cache.load(self._images_key(), p, s, step) for p, s in named]
+            if all(e is not None and isinstance(e.get("image"), torch.Tensor) for e in entries):
+                out[step] = torch.cat([e["image"] for e in entries])
+                self.cache.hits += len(entries)
+        return out
+
+    def _store_images(self, named: list[tuple[str, int]], step: int, images: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None and self.cache_images:
+            for i, (prompt, seed) in enumerate(named):
+                self.cache.store(self._images_key(), prompt, seed, step, {"image": images[i:i + 1].clone()})
+        return images
 
     def _store_states(self, named: list[tuple[str, int]], step: int, state: _Trajectory) -> None:
         if self.cache is None:
