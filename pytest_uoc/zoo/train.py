@@ -37,7 +37,8 @@ METHODS = ("esd", "esdu", "ca", "uce", "salun", "conceal", "gold")
 ANCHORS = {"three": "eight", "red": None}
 # Standard deviation of the scaled latents (the VAE's ``scaling_factor`` is set to give it), 1 as
 # in SD. Measured with v-prediction after 1600 steps: judge digit accuracy 0.67 at 1.0 and 0.63 at
-# 0.25 (a schedule shift for the 16× fewer latent values); with ε-prediction 0.19 and 0.19.
+# 0.25 (a schedule shift for the 16× fewer latent values); with ε-prediction 0.17 at 1.0, 0.19 at
+# 0.25 and 0.18 at 0.15 (the judge on 36 images per digit at 25 steps, during tuning).
 LATENT_STD = 1.0
 # v-prediction (as SD 2.x): with ε-prediction the digit is buried in the loss at high noise (at
 # t = 980, x0 contributes √ᾱ ≈ 0.07 of the ε target; a prompt naming the wrong digit raised the
