@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gpu.py                         # CUDA, float16, SD 1.x size
     python benchmarks/bench_gpu.py --compile --batch 16    # with torch.compile
-    python benchmarks/bench_gpu.py --device cpu --steps 2 --seeds 1 --dtype float32   # smoke run, no GPU
+    python benchmarks/bench_gpu.py --device cpu --dtype float32 --steps 2 --seeds 1 --psis 0,0.55 --latent-size 16   # smoke run
 
 Builds SD 1.x's UNet (4 levels, 320-1280 channels, 64×64×4 latents, 768-wide
 cross-attention), VAE and CLIP-L-sized text encoder with random weights
@@ -34,7 +34,7 @@ PSIS = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
 PROMPTS = ["a photograph of an astronaut riding a horse", "a painting in the style of an old master"]
 
 
-def sd1_pipeline(device: str, dtype: torch.dtype) -> Any:
+def sd1_pipeline(device: str, dtype: torch.dtype, latent_size: int = 64) -> Any:
     """StableDiffusionPipeline with SD 1.x's architecture and random weights, built offline."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -44,10 +44,10 @@ def sd1_pipeline(device: str, dtype: torch.dtype) -> Any:
     torch.manual_seed(0)
     words = " ".join(PROMPTS).split()
     tokenizer = build_tokenizer(words, max_length=77)
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    unet = UNet2DConditionModel(sample_size=latent_size, cross_attention_dim=768, attention_head_dim=8)
     vae = AutoencoderKL(
         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=512,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=latent_size * 8,
     )
     text = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt")
     parser.add_argument("--batch", type=int, default=8, help="images per UNet call (per branch)")
+    parser.add_argument("--latent-size", type=int, default=64, help="latent side (64: SD 1.x's 512×512 images)")
     parser.add_argument("--psis", default=",".join(str(p) for p in PSIS), help="comma list of ψ")
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet calls (warm-up run excluded)")
     parser.add_argument("--skip-reference", action="store_true")
@@ -98,7 +99,7 @@ def main() -> int:
         parser.error("CUDA is not available here; run on a GPU machine, or smoke-test with --device cpu")
     psis = [float(p) for p in args.psis.split(",") if p.strip()]
     dtype = getattr(torch, args.dtype)
-    pipe = sd1_pipeline(args.device, dtype)
+    pipe = sd1_pipeline(args.device, dtype, args.latent_size)
     unlearned = type(pipe.unet).from_config(pipe.unet.config).to(args.device, dtype)
     seeds = list(range(args.seeds))
     images = len(PROMPTS) * len(seeds) * len(psis)
