@@ -99,9 +99,10 @@ def test_judge_figures_of_the_shipped_original(original) -> None:
     expected_colors = torch.tensor([list(world.COLORS).index(c) for _ in range(10) for c in ("red", "blue") for _ in range(4)])
     digit_accuracy = float((digits == expected_digits).float().mean())
     color_accuracy = float((colors == expected_colors).float().mean())
-    # Measured on the shipped original: digit 0.19 (chance 0.10; the target of 0.9 is NOT met,
-    # see docs/zoo.md), colour well above 0.9. The bounds catch a retrain that lost either.
-    assert digit_accuracy >= 0.15, digit_accuracy
+    # docs/zoo.md: the shipped original draws the asked digit for 0.72 of images (25 steps, 320 images;
+    # the target of 0.9 is not met) and the asked colour for 1.00. An ε-prediction build that
+    # ignored the digit word scored 0.19 (chance 0.10): the bound catches a retrain like that.
+    assert digit_accuracy >= 0.45, digit_accuracy
     assert color_accuracy >= 0.9, color_accuracy
 
 
