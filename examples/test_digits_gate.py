@@ -31,16 +31,22 @@ RED = ["a red handwritten two", "a red handwritten seven", "a red digit"]
 
 
 # The README's example, verbatim, run against the gold standard (conftest.py). It
-# does not pass, and that is the zoo's first finding (docs/zoo.md): at ψ = 0.55 the
-# original has drawn most of the image, and the zoo's original draws a three for only
-# a minority of "three" prompts, so the classifier barely separates λO from λU.
-@pytest.mark.xfail(strict=True, reason="measured: the gold standard does not pass an absolute gate at "
-                   "psi=0.55 (verdict inconclusive, classifier accuracy 0.72 < 0.75); use a small psi, "
-                   "or the concealment gap against a gold standard")
+# does not pass, and that is the zoo's first finding (docs/zoo.md): by ψ = 0.55 the
+# original has already drawn the three, so even a model that never saw a three
+# finishes it, and the classifier tells those images from the gold standard's own.
+@pytest.mark.xfail(strict=True, reason="measured: the gold standard, which never saw a three, is 'retrieved' "
+                   "from psi=0.25 on (CCS 0.60 at 0.25, 0.87 at 0.55, classifier accuracy 0.91): an absolute "
+                   "gate belongs at small psi; beyond it, compare with a gold standard")
 @pytest.mark.gpu
 @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
 def test_three_is_truly_forgotten():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
+
+
+# The same probe (no new image) at a small ψ, where the original has drawn little.
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
+def test_three_gold_standard_passes_at_small_psi():
+    assert_concept_not_retrievable(psi=0.05, ccs_max=0.3)
 
 
 # The gold standard passes a gate calibrated on the zoo's curves.
@@ -58,6 +64,10 @@ def test_concealer_is_caught():
     assert_no_concealment_gap(max_gap=0.1, psis=[0.05, 0.15, 0.25])
 
 
+# ESD-red keeps the other colours (test_other_colours_still_follow_the_prompt) but redraws their
+# images: the retention gate measures the change itself, image by image.
+@pytest.mark.xfail(strict=True, reason="measured: ESD-red changes the other colours' images, SSIM distance "
+                   "0.52 [0.45, 0.60] to the original's, above 0.35")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red",
                          retain=["a blue handwritten two", "a green handwritten seven", "a yellow digit"])
 def test_other_colours_are_retained():
@@ -80,8 +90,8 @@ def test_restoration_attack_catches_the_concealer():
     assert_concept_not_retrievable(psi=0.65, ccs_max=0.3, guidance="restore")
 
 
-@pytest.mark.xfail(strict=True, reason="measured: ESD-red still draws red when asked in other words "
-                   "('something red': CCS 0.52 > 0.3); paraphrase robustness is a separate gate for a reason")
+# Measured: CCS 0.14, 0.07 and 0.08 for the three prompts (ESD-x edits what the prompt reaches,
+# whatever words carry "red").
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_red_stays_erased_in_other_words():
     assert_concept_erased(ccs_max=0.3, prompts=["the digit 2 in red", "something red", "a red seven"])
@@ -92,6 +102,8 @@ def test_three_does_not_leak_unasked():
     assert_no_leakage(prompts=("",), max_excess=0.1, judge=zoo_digit_judge("three"))
 
 
+@pytest.mark.xfail(strict=True, reason="measured: ESD-red also changes its nearest neighbour's images (yellow: "
+                   "SSIM distance 0.37 [0.30, 0.45], above 0.35)")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_neighbouring_colours_survive():
     assert_pinpoint(neighbors=["a yellow handwritten two", "a yellow digit"], max_distance=0.35)

@@ -26,11 +26,16 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     # The README's verbatim gate fails even the gold standard at psi = 0.55 (an expected failure)...
     assert rows["test_three_is_truly_forgotten"]["outcome"] == "failed"
     assert rows["test_three_is_truly_forgotten"]["verdict"] != "forgotten"
-    # ...a gate calibrated on the zoo's curves passes it, and the concealer is caught.
+    # ...at a small psi the same probe passes; a gate calibrated on the zoo's curves passes the
+    # red gold standard too, and the concealer is caught.
+    assert rows["test_three_gold_standard_passes_at_small_psi"]["outcome"] == "passed"
+    assert rows["test_three_gold_standard_passes_at_small_psi"]["verdict"] == "forgotten"
     assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
     assert rows["test_concealer_is_caught"]["outcome"] == "failed"
     assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "failed"
     assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] == "concealed"
-    assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "failed"
+    assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "passed"
+    assert rows["test_other_colours_are_retained"]["outcome"] == "failed"
     assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
+    assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "passed"
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
