@@ -135,9 +135,33 @@ def test_corrupt_finished_image_is_recomputed(tiny_pipe, tiny_unet, tmp_path) ->
     expected = _engine(tiny_pipe, tiny_unet, cache, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
     images = sorted(set(tmp_path.rglob("*.pt")) - states)
     assert len(images) == len(PROMPTS) * len(SEEDS) * len(PSIS)
-    images[0].write_bytes(images[0].read_bytes()[:50])
+    for image in images:  # every finished image truncated: each is reported and recomputed
+        image.write_bytes(image.read_bytes()[:50])
+    reread = TrajectoryCache(tmp_path)
     with pytest.warns(UserWarning, match="is checksum mismatch"):
-        again = _engine(tiny_pipe, tiny_unet, TrajectoryCache(tmp_path), cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+        again = _engine(tiny_pipe, tiny_unet, reread, cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    assert reread.corrupt == len(images)
     for psi in PSIS:
         assert torch.equal(again[psi], expected[psi])
-    assert 0 < again.unet_evals < expected.unet_evals
+    # Recomputed from the cached states: the unlearned steps again, none of the original's.
+    assert again.original_unet_evals == 0 and again.unlearned_unet_evals == expected.unlearned_unet_evals
+
+
+def test_fingerprints_are_the_same_in_every_process() -> None:
+    # diffusers stores _use_default_values as a list made from a set: its order follows the
+    # process's hash seed. A key that included it would miss the cache in every new process.
+    import subprocess
+    import sys
+
+    code = (
+        "from pytest_uoc.zoo.build import build_pipeline\n"
+        "from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache\n"
+        "pipe = build_pipeline(['a red handwritten three'])\n"
+        "print(TrajectoryCache('unused').model_key(pipe, {'steps': 8}))\n"
+    )
+    keys = set()
+    for hash_seed in ("1", "2", "3"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**__import__("os").environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"})
+        keys.add(out.stdout.strip().splitlines()[-1])
+    assert len(keys) == 1, keys

@@ -523,13 +523,9 @@ class PartialDiffusion:
 
         out: dict[int, _Trajectory] = {}
         for step in handoffs:
-            entries = []
-            for prompt, seed in named:
-                entry = self.cache.load(self._key(), prompt, seed, step)
-                if entry is None:
-                    break
-                entries.append(entry)
-            else:
+            # Load every entry even after a miss, so that each corrupt one is reported and removed.
+            entries = [self.cache.load(self._key(), prompt, seed, step) for prompt, seed in named]
+            if all(entry is not None for entry in entries):
                 generators = []
                 for entry in entries:
                     gen = torch.Generator("cpu")

@@ -29,9 +29,22 @@ from typing import Any
 
 import torch
 
-__all__ = ["TrajectoryCache", "fingerprint_module", "scheduler_state", "restore_scheduler"]
+__all__ = ["TrajectoryCache", "fingerprint_module", "restore_scheduler", "scheduler_state", "stable_config"]
 
 _MAGIC = b"UOCTRAJ1"
+
+
+def stable_config(config: Any) -> str:
+    """A config as canonical JSON, without its private keys.
+
+    diffusers records ``_use_default_values`` as a list made from a set (its order
+    changes from one process to the next with hash randomisation) and
+    ``_name_or_path`` is where the files happened to be: neither says anything
+    about the model, and either would make every new process miss the cache.
+    """
+    items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    public = {k: v for k, v in items.items() if not str(k).startswith("_")}
+    return json.dumps(public, sort_keys=True, default=str)
 
 
 def fingerprint_module(module: Any, *, full_hash: bool = False) -> str:
@@ -39,8 +52,7 @@ def fingerprint_module(module: Any, *, full_hash: bool = False) -> str:
     digest = hashlib.sha256()
     config = getattr(module, "config", None)
     if config is not None:
-        items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        digest.update(json.dumps(items, sort_keys=True, default=str).encode())
+        digest.update(stable_config(config).encode())
     with torch.no_grad():
         for name, tensor in module.state_dict().items():
             digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
@@ -146,7 +158,7 @@ class TrajectoryCache:
             parts.append(self._fingerprints[id(module)])
         tokenizer = pipe.tokenizer
         parts.append(f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'model_max_length', '')}")
-        parts.append(json.dumps(dict(pipe.scheduler.config), sort_keys=True, default=str))
+        parts.append(stable_config(pipe.scheduler.config))
         parts.append(type(pipe.scheduler).__name__)
         parts.append(json.dumps(extra, sort_keys=True, default=str))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
