@@ -377,16 +377,25 @@ class PartialDiffusion:
         return kwargs
 
     def _denoise(self, model: _Model, state: _Trajectory, step: int, embeddings: torch.Tensor) -> None:
-        scheduler = state.scheduler
-        t = scheduler.timesteps[step]
-        latent_in = torch.cat([state.latents] * 2) if model.negative is not None else state.latents
-        latent_in = scheduler.scale_model_input(latent_in, t)
+        t, latent_in = self._model_input(model, state, step)
         noise = model.unet(latent_in, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        self._advance(model, state, step, noise)
+
+    @staticmethod
+    def _model_input(model: _Model, state: _Trajectory, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The timestep and the scaled UNet input of one step (doubled for classifier-free guidance)."""
+        t = state.scheduler.timesteps[step]
+        latent_in = torch.cat([state.latents] * 2) if model.negative is not None else state.latents
+        return t, state.scheduler.scale_model_input(latent_in, t)
+
+    def _advance(self, model: _Model, state: _Trajectory, step: int, noise: torch.Tensor) -> None:
+        """Apply guidance to the UNet's output and take the scheduler step."""
         if model.negative is not None:
             uncond, cond = noise.chunk(2)
             noise = uncond + self.guidance_scale * (cond - uncond)
-        kwargs = self._step_kwargs(scheduler, state.generators)
-        state.latents = scheduler.step(noise, t, state.latents, **kwargs, return_dict=False)[0]
+        t = state.scheduler.timesteps[step]
+        kwargs = self._step_kwargs(state.scheduler, state.generators)
+        state.latents = state.scheduler.step(noise, t, state.latents, **kwargs, return_dict=False)[0]
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.original.vae
@@ -479,27 +488,17 @@ class PartialDiffusion:
             if not active:
                 return
             for group in _chunks(active, per_call):
-                inputs, steps_in, contexts = [], [], []
+                inputs, steps_in = [], []
                 for key in group:
-                    branch = branches[key]
-                    t = branch.scheduler.timesteps[position[key]]
-                    latent_in = torch.cat([branch.latents] * 2) if model.negative is not None else branch.latents
-                    latent_in = branch.scheduler.scale_model_input(latent_in, t)
+                    t, latent_in = self._model_input(model, branches[key], position[key])
                     inputs.append(latent_in)
                     steps_in.append(t.reshape(1).expand(latent_in.shape[0]))
-                    contexts.append(embeddings)
                 noise_all = model.unet(
-                    torch.cat(inputs), torch.cat(steps_in), encoder_hidden_states=torch.cat(contexts),
+                    torch.cat(inputs), torch.cat(steps_in), encoder_hidden_states=torch.cat([embeddings] * len(group)),
                     return_dict=False,
                 )[0]
                 for key, noise in zip(group, noise_all.split([x.shape[0] for x in inputs]), strict=True):
-                    branch = branches[key]
-                    t = branch.scheduler.timesteps[position[key]]
-                    if model.negative is not None:
-                        uncond, cond = noise.chunk(2)
-                        noise = uncond + self.guidance_scale * (cond - uncond)
-                    kwargs = self._step_kwargs(branch.scheduler, branch.generators)
-                    branch.latents = branch.scheduler.step(noise, t, branch.latents, **kwargs, return_dict=False)[0]
+                    self._advance(model, branches[key], position[key], noise)
                     position[key] += 1
                     counts["unlearned"] += images
 
@@ -557,11 +556,8 @@ class PartialDiffusion:
     def _images_key(self) -> str:
         """The trajectory key extended by the unlearned model's fingerprints (finished images)."""
         if self._image_key is None:
-            from .trajectory_cache import fingerprint_module
-
             parts = [self._key(), "finished-images"]
-            for module in (self.unlearned.unet, self.unlearned.text_encoder):
-                parts.append(fingerprint_module(module, full_hash=self.cache.full_hash))
+            parts += [self.cache.fingerprint(m) for m in (self.unlearned.unet, self.unlearned.text_encoder)]
             self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         return self._image_key
 

@@ -149,13 +149,15 @@ class TrajectoryCache:
         self.corrupt = 0
         self._fingerprints: dict[int, str] = {}
 
+    def fingerprint(self, module: Any) -> str:
+        """``fingerprint_module`` of ``module``, computed once per module for this cache."""
+        if id(module) not in self._fingerprints:
+            self._fingerprints[id(module)] = fingerprint_module(module, full_hash=self.full_hash)
+        return self._fingerprints[id(module)]
+
     def model_key(self, pipe: Any, extra: dict[str, Any]) -> str:
         """The part of every key that identifies the original model and the sampling settings."""
-        parts = []
-        for module in (pipe.unet, pipe.text_encoder):
-            if id(module) not in self._fingerprints:
-                self._fingerprints[id(module)] = fingerprint_module(module, full_hash=self.full_hash)
-            parts.append(self._fingerprints[id(module)])
+        parts = [self.fingerprint(pipe.unet), self.fingerprint(pipe.text_encoder)]
         tokenizer = pipe.tokenizer
         parts.append(f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'model_max_length', '')}")
         parts.append(stable_config(pipe.scheduler.config))

@@ -347,7 +347,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         scale = {"scaling_factor": float(latent_std / raw.std())}
         pipe.vae.register_to_config(**scale)
         _save_state(pipe.vae, vae_file)
-        (work / "vae_scale.json").write_text(json.dumps(scale))
+        atomic_write_bytes(work / "vae_scale.json", json.dumps(scale).encode())
         record("vae", seconds=round(time.time() - start, 1))
     pipe.vae.register_to_config(**json.loads((work / "vae_scale.json").read_text()))
     pipe.vae.requires_grad_(False)
@@ -398,7 +398,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
             gold = copy.deepcopy(init_unet)
             kept = data.subset(keep)
             train_unet(gold, pipe.text_encoder, pipe.tokenizer, latents[keep], kept, steps=steps, train_text=False, seed=seed,
-                   prediction_type=prediction_type)
+                       prediction_type=prediction_type)
             _save_state(gold, variant_files["gold"])
             record(f"digits-gold-{concept}", method="retrained without the concept", concept=concept,
                    seconds=round(time.time() - start, 1), images=int(keep.sum()))
