@@ -22,6 +22,10 @@ BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MIXING = ("auto", "on", "off")
 GUIDANCE_KINDS = ("partial", "restore")
+#: What an unlearned weight file holds (``pytest_uoc.diffusion.checkpoints.KINDS``; no torch here).
+CHECKPOINT_KINDS = ("auto", "diffusers", "partial", "ldm", "lora", "text_encoder")
+#: Marker keywords that name an option differently: ``uoc_concept(..., kind="partial")``.
+MARKER_ALIASES = {"kind": "unlearned_kind"}
 
 
 class SettingError(ValueError):
@@ -179,6 +183,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("original", _location, "zoo:digits", "original model: diffusers folder or zoo:NAME", metavar="LOCATION"),
     Option("unlearned", _location, None, "unlearned model: diffusers folder, unet/ folder, UNet weight file or zoo:NAME", metavar="LOCATION"),
+    Option("unlearned_kind", _choice(CHECKPOINT_KINDS), "auto", "what the unlearned file holds: auto (detected from its keys), diffusers, partial, ldm, lora, text_encoder"),
     Option("reference", _location, None, "gold-standard model that never learned the concept (optional)", metavar="LOCATION"),
     Option("device", _device, "auto", "auto, cpu, cuda or cuda:N (cpu runs gpu-marked tests on the CPU on purpose)"),
     Option("dtype", _choice(DTYPES), "auto", "auto (float16 on CUDA, float32 on the CPU), float32, float16, bfloat16"),
@@ -206,6 +211,7 @@ class Settings:
 
     original: str | None = "zoo:digits"
     unlearned: str | None = None
+    unlearned_kind: str = "auto"
     reference: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -233,6 +239,7 @@ class Settings:
         """Apply marker keywords where the user did not set the option elsewhere."""
         changes: dict[str, Any] = {}
         for key, value in marker.items():
+            key = MARKER_ALIASES.get(key, key)
             if key not in _BY_NAME:
                 continue
             if self.explicit(key) or value is None:

@@ -84,8 +84,9 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
     settings = settings_for(request.config, marker_kwargs)
     original = request.getfixturevalue("original_pipeline")
     labels = {"original": str(settings.original)}
-    if marker_kwargs.get("unlearned") and not settings.explicit("unlearned"):
-        unlearned = uoc_session.load_unlearned(str(settings.unlearned), original)
+    kind_changed = settings.unlearned_kind != uoc_session.settings.unlearned_kind  # marker kind=
+    if (marker_kwargs.get("unlearned") and not settings.explicit("unlearned")) or (kind_changed and settings.unlearned):
+        unlearned = uoc_session.load_unlearned(str(settings.unlearned), original, kind=settings.unlearned_kind)
     else:
         unlearned = request.getfixturevalue("unlearned_pipeline")
     labels["unlearned"] = str(settings.unlearned or "unlearned_pipeline fixture")

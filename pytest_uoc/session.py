@@ -94,9 +94,15 @@ class UocSession:
             self._models[key] = pipe
         return self._models[key]
 
-    def load_unlearned(self, location: str, original: Any, role: str = "unlearned") -> Any:
-        """An unlearned (or reference) model next to ``original``, loaded once per location."""
-        key = (f"{role}:{id(original)}", location)
+    def load_unlearned(self, location: str, original: Any, role: str = "unlearned", kind: str | None = None) -> Any:
+        """An unlearned (or reference) model next to ``original``, loaded once per location and kind.
+
+        ``kind`` (what the file holds, see ``load_unlearned``) defaults to ``--uoc-unlearned-kind``
+        for the unlearned model and to ``auto`` for the reference.
+        """
+        if kind is None:
+            kind = getattr(self.settings, "unlearned_kind", "auto") if role == "unlearned" else "auto"
+        key = (f"{role}:{id(original)}", location) if kind == "auto" else (f"{role}:{id(original)}", location, kind)
         if key not in self._models:
             from . import zoo
             from .diffusion.loading import load_unlearned
@@ -105,7 +111,7 @@ class UocSession:
                 pipe = zoo.load(location, original=original)
                 pipe.to(original.unet.device, original.unet.dtype)
             else:
-                pipe = load_unlearned(original, location)
+                pipe = load_unlearned(original, location, kind=kind)
             self._models[key] = pipe
         return self._models[key]
 

@@ -1,27 +1,99 @@
 """Loading unlearned models the ways unlearning methods publish them.
 
 An unlearned model arrives as a whole pipeline, a ``UNet2DConditionModel``, a
-diffusers ``unet/`` folder, or a bare UNet state dict (``.safetensors``,
-``.pt``, ``.bin``). Everything but a whole pipeline is placed into a new
-pipeline that shares the original's VAE, text encoder and tokenizer, so no
-second copy of them is held in memory. Nothing is ever fetched from a hub.
+diffusers ``unet/`` or ``text_encoder/`` folder, or a weight file
+(``.safetensors``, ``.pt``, ``.bin``, ``.ckpt``) of one of the kinds in
+``checkpoints.py``: a complete or partial UNet state dict, an LDM single-file
+checkpoint, a LoRA adapter or a CLIP text encoder. Everything but a whole
+pipeline is placed into a new pipeline that shares the original's other parts,
+so no second copy of them is held in memory. Nothing is ever fetched from a hub,
+and loading prints no diffusers noise (see ``quiet_loading``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import json
+import logging
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["check_unet_compatible", "is_pipeline", "load_pipeline", "load_unlearned", "load_unet_state_dict"]
+from . import checkpoints as ck
+
+__all__ = [
+    "KINDS", "check_unet_compatible", "is_pipeline", "load_pipeline", "load_unlearned", "load_unet_state_dict",
+    "pretrained_dtype", "quiet_loading", "read_weight_file",
+]
+
+KINDS = ck.KINDS
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _COMPAT_KEYS = ("in_channels", "out_channels", "sample_size", "cross_attention_dim")
 _PARTS = ("unet", "scheduler", "vae", "text_encoder", "tokenizer")
+
+
+# -- quiet loading -------------------------------------------------------------------------
+
+
+class _DropEmptyFp32Notice(logging.Filter):
+    """Drops diffusers' "modules ... kept in float32: []" notice, which diffusers logs on
+    every ``.to(dtype)`` even when no module is to be kept in float32 (the list is empty)."""
+
+    _pattern = re.compile(r"^There are modules in \w+ that should be kept in float32: \[\]\.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self._pattern.search(record.getMessage())
+
+
+def _install_log_filters() -> None:
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _DropEmptyFp32Notice) for f in logger.filters):
+        logger.addFilter(_DropEmptyFp32Notice())
+
+
+_install_log_filters()
+
+
+def pretrained_dtype(dtype: torch.dtype | None) -> dict[str, Any]:
+    """``{"dtype": dtype}`` where diffusers takes it, else the older ``torch_dtype``."""
+    if dtype is None:
+        return {}
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401 (diffusers that take dtype=)
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No diffusers/transformers progress bars while weights load (restored after)."""
+    from diffusers.utils import logging as dlog
+
+    restore = []
+    if dlog.is_progress_bar_enabled():
+        dlog.disable_progress_bar()
+        restore.append(dlog.enable_progress_bar)
+    try:
+        from transformers.utils import logging as tlog
+
+        if tlog.is_progress_bar_enabled():
+            tlog.disable_progress_bar()
+            restore.append(tlog.enable_progress_bar)
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    try:
+        yield
+    finally:
+        for enable in restore:
+            enable()
 
 
 def is_pipeline(obj: object) -> bool:
@@ -74,35 +146,53 @@ def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = N
             f"{folder} is not a diffusers pipeline folder (no model_index.json); "
             "give the folder written by pipeline.save_pretrained()"
         )
-    kwargs: dict[str, Any] = {"local_files_only": True, "safety_checker": None}
-    if dtype is not None:
-        kwargs["torch_dtype"] = dtype
-    return StableDiffusionPipeline.from_pretrained(str(folder), **kwargs)
+    kwargs: dict[str, Any] = {"local_files_only": True, "safety_checker": None, **pretrained_dtype(dtype)}
+    with quiet_loading():
+        return StableDiffusionPipeline.from_pretrained(str(folder), **kwargs)
+
+
+def read_weight_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.safetensors``/``.pt``/``.bin``/``.ckpt`` file, as stored.
+
+    A corrupt, empty or truncated file is a ValueError naming the path.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"UNet weight file does not exist: {file}")
+    if file.suffix not in _WEIGHT_SUFFIXES:
+        raise ValueError(
+            f"unsupported UNet weight file {file.name!r}: expected one of {', '.join(_WEIGHT_SUFFIXES)}"
+        )
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file), device="cpu")
+        else:
+            state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors, pickle and zip errors have no common base
+        size = file.stat().st_size
+        raise ValueError(
+            f"cannot read weight file {file} ({size} bytes): {type(exc).__name__}: {exc}; "
+            "the file is corrupt, empty or truncated"
+        ) from exc
+    for wrapper in ("state_dict", "unet", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{file} does not hold a state dict of tensors")
+    return state
+
+
+def _strip_unet_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state and all(key.startswith("unet.") for key in state):
+        return {key[len("unet."):]: value for key, value in state.items()}
+    return state
 
 
 def load_unet_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a UNet state dict from a ``.safetensors``/``.pt``/``.bin`` file."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"UNet weight file does not exist: {file}")
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(file), device="cpu")
-    elif file.suffix in _WEIGHT_SUFFIXES:
-        state = torch.load(str(file), map_location="cpu", weights_only=True)
-        for wrapper in ("state_dict", "unet", "model"):
-            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-    else:
-        raise ValueError(
-            f"unsupported UNet weight file {file.name!r}: expected one of {', '.join(_WEIGHT_SUFFIXES)}"
-        )
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{file} does not hold a state dict of tensors")
-    if state and all(key.startswith("unet.") for key in state):
-        state = {key[len("unet."):]: value for key, value in state.items()}
-    return state
+    return _strip_unet_prefix(read_weight_file(path))
 
 
 def _unet_from_state_dict(original_unet: Any, state: dict[str, torch.Tensor], source: str) -> Any:
@@ -115,9 +205,13 @@ def _unet_from_state_dict(original_unet: Any, state: dict[str, torch.Tensor], so
             parts.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
+        hint = ""
+        if missing and not unexpected:
+            hint = (" (if the file holds only the tensors a method trained, load it as kind partial: "
+                    "--uoc-unlearned-kind partial, or kind='partial')")
         raise ValueError(
             f"{source} does not fit the original UNet: " + "; ".join(parts)
-            + " (diffusers-format UNet keys are expected)"
+            + " (diffusers-format UNet keys are expected)" + hint
         )
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
@@ -132,12 +226,18 @@ def _unet_from_state_dict(original_unet: Any, state: dict[str, torch.Tensor], so
 
 def _pipeline_with_unet(original: Any, unet: Any) -> Any:
     """A new pipeline sharing every part of ``original`` but its UNet."""
+    return _pipeline_with(original, unet=unet)
+
+
+def _pipeline_with(original: Any, **parts: Any) -> Any:
+    """A new pipeline sharing every part of ``original`` but those given."""
     components = dict(getattr(original, "components", {}))
     if not components:
         clone = copy.copy(original)
-        clone.unet = unet
+        for name, part in parts.items():
+            setattr(clone, name, part)
         return clone
-    components["unet"] = unet
+    components.update(parts)
     params = inspect.signature(type(original).__init__).parameters
     if "requires_safety_checker" in params:
         components["requires_safety_checker"] = False
@@ -148,19 +248,127 @@ def _pipeline_with_unet(original: Any, unet: Any) -> Any:
 def _load_unet_folder(folder: Path, original_unet: Any) -> Any:
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_pretrained(
-        str(folder), local_files_only=True, torch_dtype=original_unet.dtype
+    with quiet_loading():
+        return UNet2DConditionModel.from_pretrained(
+            str(folder), local_files_only=True, **pretrained_dtype(original_unet.dtype)
+        )
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    return kind
+
+
+def _record(pipe: Any, record: dict[str, Any]) -> Any:
+    """Attach what was loaded to the pipeline as ``pipe.uoc_checkpoint``."""
+    pipe.uoc_checkpoint = record
+    return pipe
+
+
+def _folder_class(folder: Path) -> str | None:
+    """``"unet"``, ``"text_encoder"`` or None for a folder holding a ``config.json``."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{config_file} is not readable JSON ({exc})") from None
+    if "CLIPTextModel" in config.get("architectures", []) or config.get("model_type") == "clip_text_model":
+        return "text_encoder"
+    return "unet"
+
+
+def _load_folder(original: Any, path: Path, kind: str) -> Any:
+    if (path / "model_index.json").is_file() and kind in ("auto", "diffusers"):
+        pipe = load_pipeline(path, dtype=original.unet.dtype).to(original.unet.device)
+        check_unet_compatible(original.unet, pipe.unet)
+        return _record(pipe, {"kind": "diffusers", "path": str(path), "what": "whole pipeline"})
+    for folder in (path, path / "unet", path / "text_encoder"):
+        found = _folder_class(folder)
+        if found == "unet" and kind in ("auto", "diffusers"):
+            unet = _load_unet_folder(folder, original.unet)
+            check_unet_compatible(original.unet, unet)
+            pipe = _pipeline_with_unet(original, unet.to(original.unet.device))
+            return _record(pipe, ck.checkpoint_record("diffusers", str(folder), original.unet.state_dict(),
+                                                      unet.state_dict()))
+        if found == "text_encoder" and kind in ("auto", "text_encoder"):
+            encoder = ck.text_encoder_from_folder(original.text_encoder, folder)
+            pipe = _pipeline_with(original, text_encoder=encoder)
+            return _record(pipe, ck.checkpoint_record("text_encoder", str(folder),
+                                                      original.text_encoder.state_dict(), encoder.state_dict()))
+    weight_files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    if len(weight_files) == 1:
+        return _load_file(original, weight_files[0], kind)
+    raise ValueError(
+        f"{path} is neither a diffusers pipeline/unet folder nor holds exactly one UNet weight file"
+        + (f" (looked for a {kind} checkpoint)" if kind != "auto" else "")
     )
 
 
-def load_unlearned(original: Any, source: Any) -> Any:
+def _load_file(original: Any, path: Path, kind: str) -> Any:
+    source = str(path)
+    state = read_weight_file(path)
+    if not ck.is_lora(list(state)):
+        state = _strip_unet_prefix(state)
+    reference = original.unet.state_dict()
+    detected = ck.detect_kind(state, set(reference))
+    if kind == "auto":
+        kind = detected
+    elif kind == "lora" and detected != "lora":
+        raise ValueError(f"{source} was given as kind 'lora' but holds no LoRA keys (it looks like {detected})")
+    if kind == "lora":
+        pipe, parts = ck.fuse_lora(original, state, source, _pipeline_with)
+        differ: list[str] = []
+        for part in sorted(parts):
+            before = getattr(original, part).state_dict()
+            after = getattr(pipe, part).state_dict()
+            differ += [k for k in after if not torch.equal(after[k], before[k])]
+        return _record(pipe, {"kind": "lora", "path": source, "tensors": len(state), "differ": len(differ),
+                              "where": ck.summarise_families(differ), "fused_into": sorted(parts)})
+    if kind == "text_encoder":
+        encoder = ck.text_encoder_from_state(original.text_encoder, state, source)
+        pipe = _pipeline_with(original, text_encoder=encoder)
+        return _record(pipe, ck.checkpoint_record("text_encoder", source, original.text_encoder.state_dict(),
+                                                  encoder.state_dict()))
+    extra: dict[str, Any] = {}
+    if kind == "ldm":
+        ignored = ck.ldm_ignored(state)
+        state = ck.ldm_unet_state(original.unet, state, source)
+        if ignored:
+            extra["ignored"] = ignored
+        missing = sorted(set(reference) - set(state))
+        if missing:
+            if not ck.looks_partial(state, reference):
+                raise ValueError(
+                    f"{source}: the converted LDM UNet lacks {len(missing)} of the original UNet's tensors, "
+                    f"e.g. {', '.join(missing[:3])}; the file was made for another model"
+                )
+            extra["kept_from_original"] = f"{len(missing)} tensors: {ck.summarise_families(missing)}"
+    if kind in ("partial", "ldm"):
+        unet = ck.merge_partial(original.unet, state, source)
+    else:
+        unet = _unet_from_state_dict(original.unet, state, source)
+    pipe = _pipeline_with_unet(original, unet)
+    return _record(pipe, ck.checkpoint_record(kind, source, reference, state, **extra))
+
+
+def load_unlearned(original: Any, source: Any, kind: str = "auto") -> Any:
     """Return a pipeline for the unlearned model ``source`` next to ``original``.
 
     ``source`` is a pipeline (returned as is, after a compatibility check), a
-    ``UNet2DConditionModel``, a diffusers pipeline or ``unet/`` folder, or a
-    UNet state-dict file. UNets are moved to the original's device and dtype.
+    ``UNet2DConditionModel``, a diffusers pipeline, ``unet/`` or ``text_encoder/``
+    folder, or a weight file. ``kind`` (one of ``KINDS``) says what a file holds
+    when detection from its keys is not wanted: ``diffusers`` (a complete UNet),
+    ``partial`` (some UNet tensors; the rest from the original), ``ldm`` (a
+    CompVis single file), ``lora`` (fused into a copy) or ``text_encoder``.
+    UNets are moved to the original's device and dtype; the pipeline built from
+    a path carries ``pipe.uoc_checkpoint`` (kind, path, tensors, how many differ
+    from the original and where).
     """
     check_pipeline(original, name="original")
+    _check_kind(kind)
     if is_pipeline(source):
         check_unet_compatible(original.unet, source.unet)
         return source
@@ -183,22 +391,5 @@ def load_unlearned(original: Any, source: Any) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"unlearned model path does not exist: {path}")
     if path.is_dir():
-        if (path / "model_index.json").is_file():
-            pipe = load_pipeline(path, dtype=original.unet.dtype).to(original.unet.device)
-            check_unet_compatible(original.unet, pipe.unet)
-            return pipe
-        for folder in (path, path / "unet"):
-            if (folder / "config.json").is_file():
-                unet = _load_unet_folder(folder, original.unet)
-                check_unet_compatible(original.unet, unet)
-                return _pipeline_with_unet(original, unet.to(original.unet.device))
-        weight_files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
-        if len(weight_files) == 1:
-            path = weight_files[0]
-        else:
-            raise ValueError(
-                f"{path} is neither a diffusers pipeline/unet folder nor holds exactly one UNet weight file"
-            )
-    state = load_unet_state_dict(path)
-    unet = _unet_from_state_dict(original.unet, state, str(path))
-    return _pipeline_with_unet(original, unet)
+        return _load_folder(original, path, kind)
+    return _load_file(original, path, kind)

@@ -93,34 +93,24 @@ def load(name: str = ORIGINAL, *, device: str | None = None, original: Any | Non
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from ..diffusion.loading import load_unlearned, pretrained_dtype, quiet_loading
+
     bare = _check_name(name)
     base = original
     if base is None:
-        base = StableDiffusionPipeline.from_pretrained(
-            str(weights_dir() / ORIGINAL), torch_dtype=torch.float32, local_files_only=True,
-            safety_checker=None, requires_safety_checker=False,
-        )
+        with quiet_loading():
+            base = StableDiffusionPipeline.from_pretrained(
+                str(weights_dir() / ORIGINAL), local_files_only=True, safety_checker=None,
+                requires_safety_checker=False, **pretrained_dtype(torch.float32),
+            )
         base.set_progress_bar_config(disable=True)
         if device:
             base.to(device)
     if bare == ORIGINAL:
         return base
-    from ..diffusion.loading import load_unlearned
-
     file = _variants()[bare]
-    if not file.name.endswith(_TEXT_SUFFIX):
-        pipe = load_unlearned(base, file)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
-    import copy
-
-    from safetensors.torch import load_file
-
-    encoder = copy.deepcopy(base.text_encoder)
-    encoder.load_state_dict({k: v.to(encoder.dtype) for k, v in load_file(str(file)).items()})
-    components = {k: v for k, v in base.components.items()}
-    components["text_encoder"] = encoder
-    pipe = StableDiffusionPipeline(**components, requires_safety_checker=False)
+    kind = "text_encoder" if file.name.endswith(_TEXT_SUFFIX) else "auto"
+    pipe = load_unlearned(base, file, kind=kind)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
