@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_seeds", "resolve_settings"]
+__all__ = [
+    "MIN_SEEDS", "OPTIONS", "Option", "Settings", "check_marker_keywords", "check_output_dir", "check_output_file",
+    "check_seeds_for_prompts", "min_seeds", "parse_seeds", "resolve_settings",
+]
 
 BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -100,6 +103,46 @@ def _path(text: str) -> str:
     return value
 
 
+def _input_file(text: str) -> str:
+    value = _path(text)
+    if not Path(value).expanduser().is_file():
+        raise SettingError("the file does not exist (expected a local weights file; nothing is downloaded)")
+    return value
+
+
+def _writable_folder(folder: Path) -> None:
+    """Raise SettingError unless ``folder`` exists as a writable folder or can be created."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise SettingError(f"{probe} is a file, so nothing can be created under it; choose another place")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SettingError(f"{probe} is not writable; choose a writable place")
+
+
+def check_output_file(text: Any) -> str:
+    """A file path that can be written (its folder exists or can be created); the path as given."""
+    value = _path(text)
+    path = Path(value).expanduser()
+    if path.is_dir() or value.endswith(("/", os.sep)):
+        raise SettingError(f"{value} names a folder; give a file path such as {Path(value) / 'uoc-report.json'}")
+    _writable_folder(path.parent)
+    return value
+
+
+def check_output_dir(text: Any) -> str:
+    """A folder path that is (or can be created as) a writable folder; the path as given."""
+    value = _path(text)
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SettingError(f"{value} is a file; give a folder (it is created when missing)")
+    _writable_folder(path)
+    return value
+
+
 def parse_seeds(text: Any) -> tuple[int, ...]:
     """Seeds from ``N`` (0..N-1), ``A-B`` (inclusive), or a comma list; or a list of ints."""
     if isinstance(text, list | tuple | range):
@@ -128,10 +171,55 @@ def parse_seeds(text: Any) -> tuple[int, ...]:
     return seeds
 
 
+#: What the seeds must feed (the probe gives the first half of the seeds to the
+#: classifier, the second half is scored): the domain classifier needs at least
+#: ``CLASSIFIER_MIN_PER_CLASS`` training images per class and a held-out split of a
+#: quarter of its training seeds that is at least 2 seeds, i.e. at least
+#: ``CLASSIFIER_MIN_TRAIN_SEEDS`` seeds (scoring/classifier.py); a verdict needs at
+#: least ``VERDICT_MIN_IMAGES`` scored images per ψ (scoring/verdict.py).
+CLASSIFIER_MIN_PER_CLASS = 8
+CLASSIFIER_MIN_TRAIN_SEEDS = 6
+VERDICT_MIN_IMAGES = 16
+#: The fewest seeds any concept can work with (three or more prompts).
+MIN_SEEDS = 2 * CLASSIFIER_MIN_TRAIN_SEEDS
+
+
+def min_seeds(n_prompts: int) -> int:
+    """The fewest seeds that give a verdict for a concept with ``n_prompts`` prompts.
+
+    With S seeds the classifier trains on S // 2 seeds and the rest are scored:
+    S // 2 >= 6, n_prompts * (S // 2) >= 8 and n_prompts * (S - S // 2) >= 16.
+    One prompt needs 31 seeds, two 15, three or more 12.
+    """
+    n = max(1, int(n_prompts))
+    per_train = max(CLASSIFIER_MIN_TRAIN_SEEDS, -(-CLASSIFIER_MIN_PER_CLASS // n))
+    per_eval = -(-VERDICT_MIN_IMAGES // n)
+    return max(2 * per_train, 2 * per_eval - 1)
+
+
+def check_seeds_for_prompts(seeds: tuple[int, ...], n_prompts: int, *, where: str = "") -> None:
+    """Raise SettingError when ``seeds`` are too few for a concept with ``n_prompts`` prompts."""
+    need = min_seeds(n_prompts)
+    if len(seeds) < need:
+        plural = "" if n_prompts == 1 else "s"
+        raise SettingError(
+            f"{where}{len(seeds)} seeds are too few for {n_prompts} prompt{plural}: a verdict needs "
+            f"{VERDICT_MIN_IMAGES} scored images per psi and the classifier {CLASSIFIER_MIN_PER_CLASS} training "
+            f"images per class from at least {CLASSIFIER_MIN_TRAIN_SEEDS} seeds (the first half of the seeds "
+            f"trains, the second half is scored); use at least {need} seeds (--uoc-seeds {need}) or more prompts"
+        )
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     seeds = parse_seeds(text)
-    if len(seeds) < 4:
-        raise SettingError("expected at least 4 seeds (half train the classifier, half are scored)")
+    if len(set(seeds)) != len(seeds):
+        raise SettingError("expected distinct seeds (a repeated seed adds no evidence)")
+    if len(seeds) < MIN_SEEDS:
+        raise SettingError(
+            f"expected at least {MIN_SEEDS} seeds (half train the classifier, which needs "
+            f"{CLASSIFIER_MIN_TRAIN_SEEDS}, half are scored); a concept with one prompt needs {min_seeds(1)}, "
+            f"with two {min_seeds(2)}"
+        )
     return seeds
 
 
@@ -144,6 +232,19 @@ def _psis(text: str) -> tuple[float, ...]:
     if not values or any(not math.isfinite(v) or not 0 <= v <= 1 for v in values):
         raise SettingError("expected a comma-separated list of numbers in [0, 1]")
     return values
+
+
+def _anchors(text: str) -> tuple[str, ...]:
+    """Anchor prompts: one for every concept prompt, or ';'-separated, one per prompt (checked per concept)."""
+    parts = tuple(part.strip() for part in str(text).split(";"))
+    if not parts or any(not part for part in parts):
+        raise SettingError("expected an anchor prompt, or one per concept prompt separated by ';' "
+                           "(e.g. 'a painting;a photo'); an empty part is not an anchor")
+    return parts
+
+
+#: Accepted values of ``--uoc-rule``.
+RULES = ("calibrated", "absolute")
 
 
 def _bool(text: str) -> bool:
@@ -195,14 +296,64 @@ OPTIONS: tuple[Option, ...] = (
     Option("mix_branches", _choice(MIXING), "auto", "finish the branches of different psi in shared UNet calls: auto (on for CUDA), on, off"),
     Option("compile", _bool, False, "torch.compile the UNet calls (pays off on GPUs for long runs)"),
     Option("backbone", _choice(BACKBONES), "resnet18", "domain classifier backbone"),
-    Option("backbone_weights", _path, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
+    Option("backbone_weights", _input_file, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
+    Option("anchor", _anchors, None, "anchor prompts of the calibration nulls (the concept prompts with the concept's "
+           "words removed): one for all, or one per prompt separated by ';' (default: derived from the prompts)",
+           metavar="ANCHORS"),
+    Option("rule", _choice(RULES), "calibrated", "verdict rule: calibrated (against null finishes of the original, "
+           "or the gold standard) or absolute (CCS against ccs_max alone)"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
-    Option("report", _path, None, "write a JSON report of every curve to PATH", metavar="PATH"),
-    Option("artifacts", _path, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
-    Option("cache_dir", _path, None, "persistent cache folder (default: under pytest's cache dir)", metavar="DIR"),
+    Option("report", check_output_file, None, "write a JSON report of every curve to PATH", metavar="PATH"),
+    Option("artifacts", check_output_dir, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
+    Option("cache_dir", check_output_dir, None, "persistent cache folder (default: under pytest's cache dir)", metavar="DIR"),
+    Option("cache_max_mb", _int(0), 2048, "size limit of the persistent cache in MB; the least recently used "
+           "entries are evicted at the end of a run (0: no limit)", metavar="MB"),
     Option("cache_clear", _bool, False, "clear the persistent cache at start", env=False),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
+
+
+#: Keywords of the ``uoc_concept`` marker that describe the concept (read by ``Concept.from_marker``).
+CONCEPT_KEYWORDS: tuple[str, ...] = ("prompts", "retain", "seeds", "anchor", "concept_words")
+#: Options that hold for the whole session: a marker keyword cannot change them.
+SESSION_ONLY: tuple[str, ...] = ("original", "device", "dtype", "report", "artifacts", "cache_dir",
+                                 "cache_max_mb", "cache_clear")
+
+
+def marker_keywords() -> tuple[str, ...]:
+    """Every keyword the ``uoc_concept`` marker accepts."""
+    per_test = tuple(o.name for o in OPTIONS if o.name not in SESSION_ONLY and o.name not in CONCEPT_KEYWORDS)
+    return CONCEPT_KEYWORDS + per_test + tuple(MARKER_ALIASES)
+
+
+def check_marker_keywords(kwargs: Mapping[str, Any]) -> None:
+    """Raise SettingError for a keyword the ``uoc_concept`` marker does not take (with the closest one)."""
+    import difflib
+
+    known = marker_keywords()
+    for key, value in kwargs.items():
+        if key in known:
+            continue
+        if key in SESSION_ONLY:
+            option = _BY_NAME[key]
+            raise SettingError(
+                f"uoc_concept marker keyword {key}={value!r}: {key} holds for the whole session and cannot be set "
+                f"per test; use {option.cli} on the command line, {option.ini} in the ini file"
+                + (f" or {option.env_var}" if option.env else "")
+            )
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}={value!r}? " if close else ""
+        raise SettingError(f"uoc_concept marker: unknown keyword {key}={value!r}; {hint}"
+                           f"known keywords: {', '.join(known)}")
+
+
+def _marker_value(option: Option, value: Any) -> Any:
+    """A marker keyword's value through the option's own parser (lists as comma lists)."""
+    if option.name == "seeds" and not isinstance(value, str):
+        return _seeds(",".join(str(s) for s in parse_seeds(value)))
+    if isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    return option.parse(str(value))
 
 
 @dataclass(frozen=True)
@@ -224,10 +375,13 @@ class Settings:
     compile: bool = False
     backbone: str = "resnet18"
     backbone_weights: str | None = None
+    anchor: tuple[str, ...] | None = None
+    rule: str = "calibrated"
     accuracy_floor: float = 0.75
     report: str | None = None
     artifacts: str | None = None
     cache_dir: str | None = None
+    cache_max_mb: int = 2048
     cache_clear: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -237,19 +391,18 @@ class Settings:
 
     def with_marker(self, **marker: Any) -> Settings:
         """Apply marker keywords where the user did not set the option elsewhere."""
+        check_marker_keywords(marker)
         changes: dict[str, Any] = {}
         for key, value in marker.items():
             key = MARKER_ALIASES.get(key, key)
-            if key not in _BY_NAME:
+            if key not in _BY_NAME or value is None:
                 continue
-            if self.explicit(key) or value is None:
-                continue
-            try:
-                changes[key] = value if not isinstance(value, str) else _BY_NAME[key].parse(value)
-                if key == "seeds" and not isinstance(value, str):
-                    changes[key] = _seeds(",".join(str(s) for s in parse_seeds(value)))
+            try:  # validated even where the command line, environment or ini overrides it
+                parsed = _marker_value(_BY_NAME[key], value)
             except SettingError as exc:
                 raise SettingError(f"uoc_concept marker keyword {key}={value!r}: {exc}") from None
+            if not self.explicit(key):
+                changes[key] = parsed
         if not changes:
             return self
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -258,17 +411,20 @@ class Settings:
 
 
 def resolve_settings(
-    cli: Mapping[str, Any], ini: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    cli: Mapping[str, Any], ini: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+    *, flag_prefix: str = "--uoc-",
 ) -> Settings:
     """Merge command line, environment and ini values; raise SettingError on a bad one.
 
-    ``cli`` and ``ini`` map option names to raw values (None when unset).
+    ``cli`` and ``ini`` map option names to raw values (None when unset);
+    ``flag_prefix`` is how errors spell a command-line flag (``uoc audit`` uses ``--``).
     """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
-        candidates = [("command line", option.cli, cli.get(option.name))]
+        flag = flag_prefix + option.name.replace("_", "-")
+        candidates = [("command line", flag, cli.get(option.name))]
         if option.env:
             candidates.append(("environment", option.env_var, environ.get(option.env_var)))
         candidates.append(("ini", option.ini, ini.get(option.name)))
