@@ -11,128 +11,271 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import OPTIONS, SettingError, parse_seeds
+from .config import (
+    OPTIONS,
+    SettingError,
+    Settings,
+    check_output_dir,
+    check_seeds_for_prompts,
+    resolve_settings,
+)
 
-__all__ = ["main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "main"]
+
+#: Exit codes of ``uoc audit``.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: Plugin options that ``uoc audit`` takes under the same names (``--uoc-steps`` is ``--steps``).
+_NOT_IN_CLI = ("report", "artifacts", "cache_clear")
+_REQUIRED = ("unlearned",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uoc", description="pytest-uoc: unlearning or concealment?")
     commands = parser.add_subparsers(dest="command", required=True)
-    audit = commands.add_parser("audit", help="probe one concept and print its verdict",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    audit.add_argument("--original", default="zoo:digits", help="diffusers folder or zoo:NAME (default zoo:digits)")
-    audit.add_argument("--unlearned", required=True, help="diffusers folder, unet/ folder, UNet weight file or zoo:NAME")
-    audit.add_argument("--reference", default=None, help="gold-standard model (optional): adds the concealment gap")
+    audit = commands.add_parser(
+        "audit", help="probe one concept and print its verdict", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 the gate passed, 1 it failed, 2 a usage error, 3 an internal error. "
+               "Each option also reads its UOC_* environment variable, like the pytest plugin.")
+    for option in OPTIONS:  # the plugin's options and validators: one set for both
+        if option.name in _NOT_IN_CLI:
+            continue
+        default = "" if option.default is None else f" (default {_show(option.default)})"
+        audit.add_argument(_flag(option.name), dest=option.name, default=None, required=option.name in _REQUIRED,
+                           metavar=option.metavar or option.name.upper(),
+                           help=f"{option.help}{default} [env {option.env_var}]")
     audit.add_argument("--concept", required=True, help="concept name (zoo concepts get default prompts)")
     audit.add_argument("--prompt", action="append", default=None, help="a concept prompt (repeatable)")
     audit.add_argument("--prompts-file", default=None, help="text file of prompts, one per line")
-    audit.add_argument("--seeds", default="32", help="seeds per prompt: N, A-B or a comma list (default 32)")
-    audit.add_argument("--psi", type=float, default=0.55, help="largest ψ the gate checks (default 0.55)")
-    audit.add_argument("--ccs-max", type=float, default=0.2, help="CCS limit (default 0.2)")
-    audit.add_argument("--steps", type=int, default=50)
-    audit.add_argument("--guidance-scale", type=float, default=7.5)
-    audit.add_argument("--batch-size", type=int, default=32)
-    audit.add_argument("--backbone", default="resnet18")
-    audit.add_argument("--device", default="auto")
+    audit.add_argument("--psi", default="0.55", help="largest ψ the gate checks (default 0.55)")
+    audit.add_argument("--ccs-max", default="0.2", help="CCS limit (default 0.2)")
+    audit.add_argument("--cache-clear", action="store_true", help="clear the persistent cache first")
+    audit.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                       help="a progress line on stderr: auto (when stderr is a terminal), always, never")
     audit.add_argument("--out", default="uoc-audit", help="folder for the plot, grid and JSON (default uoc-audit)")
     return parser
 
 
+def _show(value: object) -> str:
+    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value) and value == tuple(range(len(value))):
+        return str(len(value))
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _fail(message: str) -> int:
     print(f"uoc: error: {message}", file=sys.stderr)
-    return 2
+    return EXIT_USAGE
+
+
+def _rootdir() -> Path:
+    """The folder ``pytest`` would take as rootdir here: the plugin's default cache lives under it."""
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        return Path(determine_setup(inifile=None, override_ini=None, args=[], rootdir_cmd_arg=None,
+                                    invocation_dir=Path.cwd())[0])
+    except Exception:  # noqa: BLE001 - another pytest: the current folder
+        return Path.cwd()
+
+
+class _Progress:
+    """One updating line on stderr (``\r``): phase, seconds, UNet evaluations so far."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.phase, self.probe = enabled, "starting", None
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True) if enabled else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _line(self) -> str:
+        evals = getattr(getattr(self.probe, "cost", None), "unet_evals", None)
+        work = f", {evals} UNet evaluations" if evals else ""
+        return f"uoc: {self.phase} ({time.perf_counter() - self.started:.0f} s{work})"
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            sys.stderr.write("\r\x1b[K" + self._line())
+            sys.stderr.flush()
+
+    def set(self, phase: str, probe: object = None) -> None:
+        self.phase = phase
+        if probe is not None:
+            self.probe = probe
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    cli = {o.name: getattr(args, o.name, None) for o in OPTIONS}
+    return resolve_settings(cli, {}, flag_prefix="--")
 
 
 def audit(args: argparse.Namespace) -> int:
-    from .concept import Concept, default_prompts, read_prompt_file
+    """Run ``uoc audit``; returns the exit status."""
+    from .concept import Concept, read_prompt_file
+    from .config import _float
 
-    by_name = {o.name: o for o in OPTIONS}
     try:
-        original = by_name["original"].parse(args.original)
-        unlearned = by_name["unlearned"].parse(args.unlearned)
-        reference = by_name["reference"].parse(args.reference) if args.reference else None
-        seeds = parse_seeds(args.seeds)
-        device = by_name["device"].parse(args.device)
-        backbone = by_name["backbone"].parse(args.backbone)
+        settings = _settings(args)
     except SettingError as exc:
         return _fail(str(exc))
-    if not 0 <= args.psi <= 1 or not 0 <= args.ccs_max <= 1:
-        return _fail(f"--psi and --ccs-max must be in [0, 1], got {args.psi} and {args.ccs_max}")
+    limits = {}
+    for flag, raw in (("--psi", args.psi), ("--ccs-max", args.ccs_max)):
+        try:
+            limits[flag] = _float(0.0, 1.0)(raw)
+        except SettingError as exc:
+            return _fail(f"{flag} = {raw!r}: {exc}")
+    psi, ccs_max = limits["--psi"], limits["--ccs-max"]
+    try:
+        out = Path(check_output_dir(args.out))
+    except SettingError as exc:
+        return _fail(f"--out = {args.out!r}: {exc}")
     prompts = tuple(args.prompt or ())
     if args.prompts_file:
         try:
             prompts += read_prompt_file(args.prompts_file)
         except (FileNotFoundError, ValueError) as exc:
             return _fail(str(exc))
-    concept = Concept(args.concept, prompts or default_prompts(args.concept))
+    if not prompts:
+        from .fixtures import _is_zoo_concept
 
-    from .config import Settings
-    from .probe import Probe, ProbeSettings
-    from .report import plot_curve, terminal_table, write_image_grid, write_json_report
+        if not _is_zoo_concept(args.concept):
+            return _fail(f"--concept {args.concept!r} is not a concept of the embedded zoo and no prompts were "
+                         f"given; add --prompt 'a photo of {args.concept}' (repeatable) or --prompts-file FILE")
+        if not str(settings.original).startswith("zoo:"):
+            return _fail(f"no prompts for --concept {args.concept!r}: the zoo's default prompts apply only to the "
+                         f"zoo's original model, not {settings.original}; add --prompt ... or --prompts-file FILE")
+        from .zoo import world
+
+        prompts = tuple(world.concept_prompts(args.concept))
+    try:
+        concept = Concept(args.concept, prompts)
+        check_seeds_for_prompts(settings.seeds, len(prompts), where="--seeds: ")
+    except (SettingError, ValueError) as exc:
+        return _fail(str(exc))
+    progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty())
+    try:
+        return _run(args, settings, concept, psi, ccs_max, out, progress)
+    finally:
+        progress.close()
+
+
+def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: float, ccs_max: float, out: Path,
+         progress: _Progress) -> int:
     from .session import UocSession
 
-    settings = Settings(original=original, unlearned=unlearned, reference=reference, device=device,
-                        steps=args.steps, guidance_scale=args.guidance_scale, seeds=seeds,
-                        batch_size=args.batch_size, backbone=backbone)
-    session = UocSession(settings=settings, rootdir=Path.cwd())
+    session = UocSession(settings=settings, rootdir=_rootdir())
+    if args.cache_clear:
+        from .cache import clear_cache
+
+        clear_cache(session.cache_dir)
     start = time.perf_counter()
-    original_pipe = session.load_original()
-    unlearned_pipe = session.load_unlearned(unlearned, original_pipe)
-    reference_pipe = session.load_unlearned(reference, original_pipe, role="reference") if reference else None
-    from .diffusion import PartialDiffusion
+    original, unlearned, reference = settings.original, settings.unlearned, settings.reference
+    progress.set("loading models")
+    try:
+        original_pipe = session.load_original()
+        unlearned_pipe = session.load_unlearned(unlearned, original_pipe)
+        reference_pipe = session.load_unlearned(reference, original_pipe, role="reference") if reference else None
+    except Exception as exc:  # noqa: BLE001 - a model that does not load is the user's to fix
+        return _fail(f"could not load the models ({original}, {unlearned}{', ' + reference if reference else ''}): "
+                     f"{type(exc).__name__}: {exc}")
+    probe = session.probe(concept, original_pipe, unlearned_pipe, reference_pipe, settings,
+                          {"original": str(original), "unlearned": str(unlearned)})
+    progress.set("probing: sweeps and classifier", probe)
+    from .report import plot_curve, terminal_table, write_image_grid, write_json_report
 
-    def engine(other: object) -> PartialDiffusion:
-        return PartialDiffusion(original_pipe, other, num_inference_steps=args.steps,
-                                guidance_scale=args.guidance_scale, batch_size=args.batch_size)
-
-    probe = Probe(concept, engine(unlearned_pipe), ProbeSettings(seeds=seeds, backbone=backbone),
-                  reference_engine=engine(reference_pipe) if reference_pipe is not None else None,
-                  labels={"original": original, "unlearned": unlearned})
-    verdict = probe.verdict(args.psi, args.ccs_max)
-    curve = probe.ccs_curve(probe.verdict_grid(args.psi))
-    out = Path(args.out)
-    print(f"concept {concept.name!r}, {unlearned} vs {original}: {len(probe.eval_seeds) * len(concept.prompts)} images per psi")
+    verdict = probe.verdict(psi, ccs_max)
+    curve = probe.ccs_curve(probe.verdict_grid(psi))
+    heldout = probe.heldout_accuracy
+    gap = probe.concealment_gap(curve.psis) if reference_pipe is not None else None
+    progress.set("writing the plot and image grid")
+    images = probe.images(curve.psis)
+    progress.close()
+    print(f"concept {concept.name!r}, {unlearned} vs {original}: "
+          f"{len(probe.eval_seeds) * len(concept.prompts)} images per psi")
     print(f"  {'psi':>6} | {'CCS':>6} | {'95% CI':^17}")
-    for psi in curve.psis:
-        e = curve.at(psi)
-        print(f"  {psi:>6.3f} | {e.mean:>6.3f} | [{e.low:.3f}, {e.high:.3f}]")
-    print(f"classifier held-out accuracy {probe.heldout_accuracy:.3f} ({backbone})")
+    for point in curve.psis:
+        e = curve.at(point)
+        print(f"  {point:>6.3f} | {e.mean:>6.3f} | [{e.low:.3f}, {e.high:.3f}]")
+    print(f"classifier held-out accuracy {heldout:.3f} ({settings.backbone})")
     row = {"test": "uoc audit", "model": unlearned, "concept": concept.name, "verdict": verdict.kind,
-           "psi": args.psi, "ccs_max": args.ccs_max, "ccs_at_zero": curve.at(0.0).mean,
-           "ccs_at_psi": curve.at(args.psi).mean, "threshold": verdict.first_retrieving_psi,
-           "heldout_accuracy": probe.heldout_accuracy, "curve": curve.to_dict(),
+           "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
+           "ccs_at_psi": curve.at(psi).mean, "threshold": verdict.first_retrieving_psi,
+           "heldout_accuracy": heldout, "curve": curve.to_dict(),
            "seconds": round(time.perf_counter() - start, 1), "cost": probe.cost.to_dict()}
-    reference_curve = None
-    if reference_pipe is not None:
-        gap = probe.concealment_gap(curve.psis)
+    if gap is not None:
         row["gap"] = gap.to_dict()
         print("concealment gap (unlearned - reference): "
               + ", ".join(f"psi={p:.2f}: {gap.at(p).mean:+.3f}" for p in gap.psis))
-    paths = [
-        plot_curve(curve, out / "ccs_curve.png", limit=args.ccs_max, psi_limit=args.psi,
-                   title=f"{concept.name}: {unlearned}", reference=reference_curve),
-        write_image_grid(probe.images(curve.psis), out / "image_grid.png"),
-        write_json_report(out / "report.json", [row], settings),
-    ]
     for line in terminal_table([row]):
         print(line)
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
-    print("written: " + ", ".join(str(p) for p in paths))
+    written = []  # an output error never costs the verdict: it is printed above, the exit status stands
+    for write in (
+        lambda: plot_curve(curve, out / "ccs_curve.png", limit=ccs_max, psi_limit=psi,
+                           title=f"{concept.name}: {unlearned}"),
+        lambda: write_image_grid(images, out / "image_grid.png"),
+        lambda: write_json_report(out / "report.json", [row], settings),
+    ):
+        try:
+            written.append(str(write()))
+        except OSError as exc:
+            print(f"uoc: warning: could not write into {out}: {exc}", file=sys.stderr)
+    if written:
+        print("written: " + ", ".join(written))
+    print(_cache_line(session))
     print(json.dumps({"verdict": verdict.kind, "passed": verdict.passed}))
-    return 0 if verdict.passed else 1
+    return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+def _cache_line(session: object) -> str:
+    """Trim the cache to its size limit; one line saying where it is and what was evicted."""
+    from .cache import cache_size, evict_lru
+
+    limit = session.settings.cache_max_mb
+    removed, freed = evict_lru(session.cache_dir, limit * 1_000_000) if limit else (0, 0)
+    line = f"cache: {session.cache_dir} ({cache_size(session.cache_dir) / 1e6:.1f} MB"
+    line += f" of {limit} MB)" if limit else ")"
+    if removed:
+        line += f"; evicted {removed} least recently used file(s), {freed / 1e6:.1f} MB"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``uoc``."""
-    args = _parser().parse_args(argv)
-    if args.command == "audit":
+    args = _parser().parse_args(argv)  # argparse's own usage errors exit with 2
+    if args.command != "audit":  # pragma: no cover - argparse enforces the command
+        return EXIT_USAGE
+    try:
         return audit(args)
-    return 2  # pragma: no cover - argparse enforces the command
+    except KeyboardInterrupt:
+        print("uoc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug of ours, not the user's mistake
+        import traceback
+
+        traceback.print_exc()
+        print(f"uoc: internal error: {type(exc).__name__}: {exc} (please report it with the command line)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -60,19 +60,82 @@ def reference_pipeline(uoc_session: Any, original_pipeline: Any) -> Any:
     return uoc_session.load_unlearned(location, original_pipeline, role="reference")
 
 
-def _concept_marker(request: pytest.FixtureRequest) -> tuple[Concept, dict[str, Any]]:
+def is_zoo_pipeline(pipe: Any) -> bool:
+    """Whether ``pipe`` is the zoo's original pipeline (whose concepts have default prompts)."""
+    from . import zoo
+
+    try:
+        return Path(str(pipe.name_or_path)).resolve() == zoo.pipeline_path().resolve()
+    except Exception:  # noqa: BLE001 - anything else is not the zoo's
+        return False
+
+
+def _is_zoo_concept(name: str) -> bool:
+    from .zoo import world
+
+    try:
+        world.concept_prompts(name)
+    except (ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
+def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
+                 zoo_original: bool | None) -> tuple[Concept, dict[str, Any]]:
+    """Validate a ``uoc_concept`` marker; a mistake is a ``pytest.UsageError`` naming the fix.
+
+    ``zoo_original``: whether the original model is the zoo's (None: not known yet,
+    the default-prompt check is left for later).
+    """
+    from .config import SettingError, check_marker_keywords, check_seeds_for_prompts
+
+    kwargs = dict(marker.kwargs)
+    try:
+        check_marker_keywords(kwargs)
+    except SettingError as exc:
+        raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
+    name = marker.args[0] if len(marker.args) == 1 and isinstance(marker.args[0], str) else None
+    prompts = kwargs.get("prompts")
+    if isinstance(prompts, list | tuple | str) and len(prompts) == 0:
+        raise pytest.UsageError(
+            f"pytest-uoc: {nodeid}: uoc_concept({name!r}, prompts={prompts!r}) lists no prompts; give the prompts "
+            f"that ask for the concept, e.g. prompts=['a photo of {name}'], or a .txt file of prompts"
+        )
+    if name is not None and prompts is None:
+        if not _is_zoo_concept(name):
+            raise pytest.UsageError(
+                f"pytest-uoc: {nodeid}: uoc_concept({name!r}) has no prompts and {name!r} is not a concept of the "
+                f"embedded zoo; give prompts=['a photo of {name}', ...] (or a .txt file of prompts)"
+            )
+        if zoo_original is False:
+            raise pytest.UsageError(
+                f"pytest-uoc: {nodeid}: uoc_concept({name!r}) has no prompts; the zoo's default prompts for "
+                f"{name!r} apply only when the original model is the zoo's (zoo:digits), and this original is "
+                f"{settings.original!r}; give prompts=[...] on the marker"
+            )
+    try:
+        concept = Concept.from_marker(marker.args, kwargs, base=base)
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
+    extra = {k: v for k, v in kwargs.items() if k not in ("prompts", "retain")}
+    try:
+        effective = settings.with_marker(**extra)
+        seeds = effective.seeds if effective.explicit("seeds") or concept.seeds is None else concept.seeds
+        source = "" if concept.seeds is None or effective.explicit("seeds") else "uoc_concept marker seeds: "
+        check_seeds_for_prompts(tuple(seeds), len(concept.prompts), where=source)
+    except SettingError as exc:
+        raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
+    return concept, extra
+
+
+def _concept_marker(request: pytest.FixtureRequest, zoo_original: bool | None = None) -> tuple[Concept, dict[str, Any]]:
     marker = request.node.get_closest_marker("uoc_concept")
     if marker is None:
         raise pytest.UsageError(
             f"{request.node.nodeid}: the uoc fixture needs @pytest.mark.uoc_concept('NAME', prompts=[...]) on the test"
         )
     base = Path(str(request.node.path)).parent
-    try:
-        concept = Concept.from_marker(marker.args, dict(marker.kwargs), base=base)
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        raise pytest.UsageError(f"{request.node.nodeid}: {exc}") from None
-    extra = {k: v for k, v in marker.kwargs.items() if k not in ("prompts", "retain")}
-    return concept, extra
+    return check_marker(marker, request.node.nodeid, base, _session(request).settings, zoo_original)
 
 
 @pytest.fixture
@@ -80,9 +143,10 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
     """The probe of this test's ``uoc_concept``: sweeps and scores, each computed once per session."""
     from .plugin import settings_for
 
-    concept, marker_kwargs = _concept_marker(request)
-    settings = settings_for(request.config, marker_kwargs)
+    _concept_marker(request)  # keyword and value mistakes, before any model is loaded
     original = request.getfixturevalue("original_pipeline")
+    concept, marker_kwargs = _concept_marker(request, zoo_original=is_zoo_pipeline(original))
+    settings = settings_for(request.config, marker_kwargs)
     labels = {"original": str(settings.original)}
     kind_changed = settings.unlearned_kind != uoc_session.settings.unlearned_kind  # marker kind=
     if (marker_kwargs.get("unlearned") and not settings.explicit("unlearned")) or (kind_changed and settings.unlearned):

@@ -36,6 +36,55 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.ini, help=f"{option.help} (pytest-uoc)", default=None)
 
 
+def _space_form_paths(args: list[str], invocation_dir: Path) -> list[tuple[str, str]]:
+    """``(flag, value)`` of each ``--uoc-NAME VALUE`` (space form) whose value is an existing path."""
+    flags = {o.cli for o in OPTIONS if o.name != "cache_clear"}
+    found = []
+    for token, value in zip(args, args[1:], strict=False):
+        if token in flags and not value.startswith("-"):
+            path = Path(value.split("::")[0]).expanduser()
+            if (invocation_dir / path).exists():
+                found.append((token, value))
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Stop when pytest took a ``--uoc-NAME PATH`` value for a test path before our options were known.
+
+    pytest picks its rootdir and ini file from the command line's paths before it
+    loads plugins, so the value of ``--uoc-unlearned /elsewhere/unet.safetensors``
+    counts as a path then: the rootdir moves, the ini file (and its uoc_* keys)
+    is ignored and the cache moves. ``--uoc-unlearned=PATH`` is one token and safe.
+    """
+    consumed = _space_form_paths(list(args), early_config.invocation_params.dir)
+    if not consumed:
+        return
+    ns = early_config.known_args_namespace
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        rootpath, inipath, *_ = determine_setup(
+            inifile=ns.inifilename, override_ini=ns.override_ini, args=list(ns.file_or_dir),
+            rootdir_cmd_arg=ns.rootdir or None, invocation_dir=early_config.invocation_params.dir,
+        )
+        moved = (rootpath, inipath) != (early_config.rootpath, early_config.inipath)
+        intended = f"rootdir {rootpath} and ini file {inipath or 'none'}"
+    except Exception:  # noqa: BLE001 - another pytest: judge by where the value lies
+        moved = any(early_config.rootpath not in (early_config.invocation_params.dir / v).resolve().parents
+                    for _, v in consumed)
+        intended = "the rootdir and ini file of the current folder"
+    if not moved:
+        return
+    forms = ", ".join(f"{flag} {value}" for flag, value in consumed)
+    fixed = " ".join(f"{flag}={value}" for flag, value in consumed)
+    raise pytest.UsageError(
+        f"pytest-uoc: pytest read the value of {forms} as a test path before pytest-uoc's options were known, "
+        f"so it chose rootdir {early_config.rootpath} and ini file {early_config.inipath or 'none'} instead of "
+        f"{intended} (ini settings and the cache would silently differ). Write the option with '=': {fixed}"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with 'CUDA is not available' where there is none "
                                        "(--uoc-device cpu runs it on the CPU on purpose)")
@@ -80,7 +129,40 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _plugin_fixture(item: pytest.Item, name: str) -> bool | None:
+    """Whether ``item`` resolves fixture ``name`` to pytest-uoc's own (None: cannot tell)."""
+    try:
+        defs = item.session._fixturemanager.getfixturedefs(name, item)
+    except Exception:  # noqa: BLE001 - pytest internals differ between versions
+        return None
+    if not defs:
+        return None
+    return getattr(defs[-1].func, "__module__", "") == "pytest_uoc.fixtures"
+
+
+def _check_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marker mistakes of tests that use pytest-uoc's ``uoc`` fixture, before any test runs."""
+    from .fixtures import check_marker
+
+    settings = get_session(config).settings
+    errors = []
+    for item in items:
+        marker = item.get_closest_marker("uoc_concept")
+        if marker is None or _plugin_fixture(item, "uoc") is not True:
+            continue
+        zoo_original = None
+        if _plugin_fixture(item, "original_pipeline") is True:
+            zoo_original = bool(settings.original and str(settings.original).startswith("zoo:"))
+        try:
+            check_marker(marker, item.nodeid, Path(str(item.path)).parent, settings, zoo_original)
+        except pytest.UsageError as exc:
+            errors.append(str(exc).removeprefix("pytest-uoc: "))
+    if errors:
+        raise pytest.UsageError("pytest-uoc: " + "\n".join(errors))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _check_markers(config, items)
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
@@ -105,21 +187,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
             item.user_properties.append((f"uoc_{key}", row[key]))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Remember which tests finished (an interrupted run lists the others)."""
+    result = yield
+    get_session(item.config).finished.add(item.nodeid)
+    return result
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = get_session(config)
+    if session.report_error:
+        terminalreporter.write_line(f"pytest-uoc: {session.report_error}", red=True, bold=True)
     if not session.results:
+        if session.evicted[0]:
+            terminalreporter.write_line(f"pytest-uoc: cache {session.cache_dir}: evicted {session.evicted[0]} least "
+                                        f"recently used file(s), {session.evicted[1] / 1e6:.1f} MB (--uoc-cache-max-mb)")
         return
     from .report import terminal_table
 
     terminalreporter.write_sep("=", "pytest-uoc: unlearning or concealment")
     for line in terminal_table(session.results):
         terminalreporter.write_line(line)
+    if session.unfinished:
+        terminalreporter.write_line(
+            f"interrupted: {len(session.unfinished)} test(s) did not finish: " + ", ".join(session.unfinished[:10])
+            + (" ..." if len(session.unfinished) > 10 else ""), yellow=True)
     from .cache import cache_size
 
     size = cache_size(session.cache_dir)
-    terminalreporter.write_line(f"cache: {session.cache_dir} ({size / 1e6:.1f} MB)")
-    if session.settings.report:
-        terminalreporter.write_line(f"report: {session.settings.report}")
+    limit = session.settings.cache_max_mb
+    line = f"cache: {session.cache_dir} ({size / 1e6:.1f} MB" + (f" of {limit} MB" if limit else "") + ")"
+    if session.evicted[0]:
+        line += (f"; evicted {session.evicted[0]} least recently used file(s), {session.evicted[1] / 1e6:.1f} MB "
+                 f"(--uoc-cache-max-mb)")
+    terminalreporter.write_line(line)
+    if session.settings.report and not session.report_error:
+        terminalreporter.write_line(f"report: {session.settings.report}"
+                                    + (" (marked interrupted)" if session.unfinished else ""))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -131,10 +236,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         workeroutput["uoc_results"] = json.dumps(state.results, default=str)
         return
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    if interrupted:
+        state.unfinished = [item.nodeid for item in session.items if item.nodeid not in state.finished]
+        for row in state.results:
+            if row.get("test") in state.unfinished:
+                row["outcome"] = "interrupted"
     if state.settings.report and state.results:
         from .report import write_json_report
 
-        write_json_report(state.settings.report, state.results, state.settings)
+        try:
+            write_json_report(state.settings.report, state.results, state.settings,
+                              interrupted=interrupted, unfinished=state.unfinished)
+        except OSError as exc:  # never lose the summary (and the verdicts) to an output error
+            state.report_error = f"could not write the report {state.settings.report}: {exc}"
+    if state.settings.cache_max_mb:
+        from .cache import evict_lru
+
+        try:
+            state.evicted = evict_lru(state.cache_dir, state.settings.cache_max_mb * 1_000_000)
+        except OSError:  # pragma: no cover - a cache that cannot be trimmed is trimmed next time
+            pass
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
+    "OutputWarning",
     "artifact_dir",
     "atomic_write_bytes",
     "plot_curve",
@@ -27,14 +28,25 @@ __all__ = [
 REPORT_SCHEMA_VERSION = 1
 
 
+class OutputWarning(UserWarning):
+    """A plot or image grid could not be written; the verdict stands."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder (mode 0666 less the umask)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; files are shared like any other
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,8 +86,13 @@ def terminal_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
-def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], settings: Any) -> Path:
-    """The versioned JSON report (schema in docs/report.md)."""
+def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], settings: Any, *,
+                      interrupted: bool = False, unfinished: Sequence[str] = ()) -> Path:
+    """The versioned JSON report (schema in docs/report.md).
+
+    An interrupted run says so (``"interrupted": true``) and lists the tests that
+    did not finish (``"unfinished"``); their rows have ``"outcome": "interrupted"``.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -87,6 +104,8 @@ def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], setti
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "settings": {k: v for k, v in vars(settings).items() if k != "sources"} if settings is not None else {},
+        "interrupted": bool(interrupted),
+        "unfinished": list(unfinished),
         "tests": [{k: v for k, v in row.items() if k != "started"}
                   for row in sorted(rows, key=lambda r: str(r.get("test", "")))],
     }
@@ -102,8 +121,27 @@ def artifact_dir(session: Any, nodeid: str, *, explicit_only: bool) -> Path | No
         root = session.cache_dir / "artifacts"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
     folder = Path(root) / name
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a picture is never worth a verdict
+        _output_warning(folder, exc)
+        return None
     return folder
+
+
+def _output_warning(path: str | Path, exc: BaseException) -> None:
+    import warnings
+
+    warnings.warn(OutputWarning(f"pytest-uoc: could not write {path}: {exc}; the verdict stands"), stacklevel=3)
+
+
+def _write_artifact(path: str | Path, data: bytes) -> Path:
+    """``atomic_write_bytes`` for pictures: an output error is a warning, not a failed test."""
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as exc:
+        _output_warning(path, exc)
+        return Path(path)
 
 
 def _png_bytes(figure: Any) -> bytes:
@@ -142,7 +180,7 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
     ax.legend(fontsize=7)
     data = _png_bytes(fig)
     plt.close(fig)
-    return atomic_write_bytes(path, data)
+    return _write_artifact(path, data)
 
 
 def write_image_grid(images_by_psi: Mapping[float, Any], path: str | Path, *, max_columns: int = 8) -> Path:
@@ -165,4 +203,4 @@ def write_image_grid(images_by_psi: Mapping[float, Any], path: str | Path, *, ma
 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return _write_artifact(path, buffer.getvalue())

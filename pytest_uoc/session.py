@@ -62,6 +62,12 @@ class UocSession:
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)
     _probes: dict[tuple, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    #: Node ids of the tests that finished; ``unfinished`` is set when a run is interrupted.
+    finished: set[str] = field(default_factory=set)
+    unfinished: list[str] = field(default_factory=list)
+    #: Files and bytes the cache size limit evicted at the end of the run.
+    evicted: tuple[int, int] = (0, 0)
+    report_error: str | None = None
 
     @property
     def device(self) -> str:
@@ -121,8 +127,12 @@ class UocSession:
               settings: Settings, labels: dict[str, str]) -> Any:
         """The probe for this concept and these models, created once per session."""
         seeds = settings.seeds if settings.explicit("seeds") or concept.seeds is None else concept.seeds
-        key = (id(original), id(unlearned), id(reference), concept.name, concept.prompts, concept.retain,
-               seeds, settings.steps, settings.guidance_scale, settings.psis, settings.backbone)
+        from .config import check_seeds_for_prompts
+
+        check_seeds_for_prompts(tuple(seeds), len(concept.prompts))  # a SettingError (ValueError) when too few
+        key = (id(original), id(unlearned), id(reference), concept, seeds, settings.steps, settings.guidance_scale,
+               settings.psis, settings.backbone, settings.backbone_weights, settings.accuracy_floor,
+               settings.batch_size, settings.mix_branches, settings.compile)
         if key not in self._probes:
             from .diffusion import PartialDiffusion
             from .diffusion.trajectory_cache import TrajectoryCache

@@ -35,7 +35,7 @@ def test_plugin_module_does_not_import_torch() -> None:
         (["--uoc-device", "gpu0"], "*--uoc-device (command line) = 'gpu0': expected auto, cpu, cuda or cuda:N*"),
         (["--uoc-backbone", "vgg"], "*--uoc-backbone*'vgg': expected one of: resnet18, densenet121, efficientnet_b0*"),
         (["--uoc-seeds", "abc"], "*--uoc-seeds*'abc': expected N (seeds 0..N-1)*"),
-        (["--uoc-seeds", "2"], "*--uoc-seeds*'2': expected at least 4 seeds*"),
+        (["--uoc-seeds", "2"], "*--uoc-seeds*'2': expected at least 12 seeds*"),
         (["--uoc-guidance-scale", "nan"], "*--uoc-guidance-scale*'nan': expected a number in*"),
         (["--uoc-psis", "0,1.5"], "*--uoc-psis*: expected a comma-separated list of numbers in [[]0, 1]*"),
         (["--uoc-unlearned", "no/such/dir"], "*--uoc-unlearned*'no/such/dir': the path does not exist*"),
@@ -89,7 +89,7 @@ def test_precedence_command_line_over_environment_over_ini(pytester: pytest.Pyte
 
 
 def test_fast_path_options_reach_the_engine(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nuoc_mix_branches = on\nuoc_seeds = 4\n")
+    pytester.makeini("[pytest]\nuoc_mix_branches = on\nuoc_seeds = 12\n")
     pytester.makepyfile(
         """
         import pytest
@@ -106,10 +106,10 @@ def test_fast_path_options_reach_the_engine(pytester: pytest.Pytester) -> None:
 
 def test_marker_keyword_has_the_lowest_precedence() -> None:
     settings = resolve_settings({"steps": "9"}, {}, environ={})
-    marked = settings.with_marker(steps=4, guidance_scale=3.0, seeds=[5, 6, 7, 8])
+    marked = settings.with_marker(steps=4, guidance_scale=3.0, seeds=list(range(5, 17)))
     assert marked.steps == 9  # the command line wins over the marker
     assert marked.guidance_scale == 3.0
-    assert marked.seeds == (5, 6, 7, 8)
+    assert marked.seeds == tuple(range(5, 17))
     with pytest.raises(SettingError, match=r"uoc_concept marker keyword batch_size='x'"):
         settings.with_marker(batch_size="x")
 

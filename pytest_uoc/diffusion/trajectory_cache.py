@@ -186,10 +186,14 @@ class TrajectoryCache:
             self._corrupt(path, "checksum mismatch (truncated or corrupt)")
             return None
         try:
-            return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed
             self._corrupt(path, f"unreadable ({type(exc).__name__})")
             return None
+        from ..cache import touch
+
+        touch(path)  # used now: the size limit evicts least recently used entries first
+        return state
 
     def _corrupt(self, path: Path, why: str) -> None:
         self.corrupt += 1

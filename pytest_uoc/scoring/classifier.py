@@ -46,7 +46,8 @@ MIN_HELDOUT_GROUPS = 2
 #: Smallest image_size each backbone accepts (DenseNet's pooling needs 32 px).
 MIN_IMAGE_SIZE = {"resnet18": 8, "densenet121": 32, "efficientnet_b0": 8}
 
-_CACHE_FORMAT = 1
+#: 2: float tensors stored in float16, the model rounded to them before it is scored.
+_CACHE_FORMAT = 2
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -426,6 +427,28 @@ def _train(
     model.eval()
 
 
+#: Largest magnitude float16 holds; a tensor with larger values is cached in float32.
+_FP16_MAX = 65504.0
+
+
+def _storable_fp16(tensor: torch.Tensor) -> bool:
+    return tensor.is_floating_point() and tensor.numel() > 0 and float(tensor.abs().max()) < _FP16_MAX
+
+
+def _round_to_stored(model: nn.Module) -> None:
+    """Round the weights to what the cache stores (float16), in place."""
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if _storable_fp16(tensor):
+                tensor.copy_(tensor.half().to(tensor.dtype))
+
+
+def _compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as the cache keeps it: float tensors in float16 (half the bytes)."""
+    return {k: (v.detach().half() if _storable_fp16(v) else v.detach()).cpu()
+            for k, v in model.state_dict().items()}
+
+
 def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
     import io
 
@@ -528,7 +551,13 @@ def train_domain_classifier(
                 if payload.get("format") != _CACHE_FORMAT or payload.get("key") != key:
                     raise ValueError("format or key mismatch")
                 model = _create_model(backbone)
-                model.load_state_dict(payload["state_dict"])
+                reference, stored = model.state_dict(), payload["state_dict"]
+                if set(stored) != set(reference):
+                    raise ValueError("the entry does not match the backbone")
+                model.load_state_dict({k: v.to(reference[k].dtype) for k, v in stored.items()})
+                from ..cache import touch
+
+                touch(cache_path)  # used now: the cache's size limit evicts least recently used entries first
                 model.to(device).eval()
                 return DomainClassifier(
                     model, backbone=backbone, image_size=int(settings["image_size"]),
@@ -573,6 +602,8 @@ def train_domain_classifier(
             train_x, train_y = split(train_idx)
             held_x, held_y = split(held_idx)
             _train(model, train_x, train_y, settings, device)
+            if cache_path is not None:  # score with the weights the cache keeps, so a cached run agrees
+                _round_to_stored(model)
             train_accuracy = _accuracy(model, train_x, train_y, device)
             heldout_accuracy = _accuracy(model, held_x, held_y, device)
         finally:
@@ -588,7 +619,7 @@ def train_domain_classifier(
     if cache_path is not None:
         _save_atomic(cache_path, {
             "format": _CACHE_FORMAT, "key": key,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": _compact_state(model),
             "heldout_accuracy": heldout_accuracy, "train_accuracy": train_accuracy,
             "train_seconds": train_seconds, "n_train": classifier.n_train,
             "n_heldout": classifier.n_heldout, "settings": json.dumps(settings, default=str),
