@@ -98,7 +98,7 @@ def current_judge(judge: Any = None) -> Any:
 
 
 def _artifacts(probe: Any, curve: Any, limit: float, psi_limit: float, *, force: bool,
-               images: Any = None, xlabel: str | None = None) -> list[str]:
+               images: Any = None, xlabel: str | None = None, calibration: Any = None) -> list[str]:
     """Write the curve plot and image grid for this test; return their paths."""
     request = CURRENT_REQUEST.get()
     if request is None:
@@ -115,19 +115,78 @@ def _artifacts(probe: Any, curve: Any, limit: float, psi_limit: float, *, force:
                             title=f"{probe.concept.name}: {probe.labels.get('unlearned', '')}", xlabel=xlabel)
     grid = images if images is not None else probe.images(curve.psis)
     grid_path = write_image_grid(grid, folder / f"{prefix}image_grid.png", max_columns=8)
-    return [str(curve_path), str(grid_path)]
+    paths = [str(curve_path), str(grid_path)]
+    if calibration is not None:
+        from .report import plot_calibrated
+
+        paths.append(str(plot_calibrated(calibration, folder / f"{prefix}calibration.png", limit=limit,
+                                         psi_limit=psi_limit,
+                                         title=f"{probe.concept.name}: {probe.labels.get('unlearned', '')}")))
+    return paths
 
 
-def _table(curve: Any, limit: float, axis: str = "psi") -> list[str]:
+def _table(curve: Any, limit: float, axis: str = "psi", *, flags: bool = True) -> list[str]:
     width = max(6, len(axis))
     lines = [f"  {axis:>{width}} | {'CCS':>6} | {'95% CI':^17} | {'limit':>5}"]
     hit = "  <- retrieved" if axis == "psi" else "  <- restored"
     for psi in curve.psis:
         est = curve.at(psi)
         flag = hit if est.low > limit else ("  <- above limit" if est.mean > limit else "")
+        flag = flag if flags else ""
         interval = f"[{est.low:.3f}, {est.high:.3f}]"
         lines.append(f"  {psi:>{width}.3f} | {est.mean:>6.3f} | {interval:^17} | {limit:>5.2f}{flag}")
     return lines
+
+
+def _calibration_table(verdict: Any) -> list[str]:
+    """Per ψ: original steps, the unlearned model's concept share, both nulls (and the gold standard), the excesses.
+
+    The flags agree with the verdict: "concealed" marks the ψ significantly above the
+    upper null (or the gold standard), "above ccs_max" the ψ whose excess over the lower
+    null is not within ``ccs_max``, "no original step" a ψ that proves nothing.
+    """
+    cal = verdict.calibration
+    ref = cal.get("mode") == "reference"
+    head = (f"  {'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
+            + (f"{'gold':>5} | {'gap to gold [CI]':^20}" if ref else
+               f"{'excess>upper [CI]':^22} | {'excess>lower [CI]':^22}"))
+    lines = [f"shows the concept ({cal.get('scorer')}), anchors {cal.get('anchors')}:", head]
+    for point in cal["points"]:
+        psi = point["psi"]
+        hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
+        lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
+        flag = ""
+        if psi > 0 and point["original_steps"] == 0:
+            flag = "  <- no original step"
+        elif psi > 0 and hi["low"] > 0:
+            flag = "  <- concealed" if psi <= verdict.psi_limit + 1e-9 else ""
+        elif lo["high"] > verdict.ccs_max and psi <= verdict.psi_limit + 1e-9:
+            flag = "  <- above ccs_max"
+        steps = f"{point['original_steps']}/{point['total_steps']}"
+        cells = (f"  {psi:>5.3f} | {steps:>5} | {point['unlearned']['mean']:>9.3f} | "
+                 f"{point['upper_null']['mean']:>10.3f} | {point['lower_null']['mean']:>10.3f} | ")
+        if ref:
+            cells += f"{point['reference']['mean']:>5.3f} | {hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}]"
+        else:
+            cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
+                      f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
+        lines.append(cells + flag)
+    lines.append("rule: concealed = some ψ > 0 significantly above the "
+                 + ("gold standard" if ref else "upper null (the original finishing with the anchor)")
+                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every ψ ≤ the limit within ccs_max of the "
+                 + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
+    return lines
+
+
+def _bracket(verdict: Any, psi: float) -> str | None:
+    """'unlearned [lower, upper]' at ψ for the summary table, or None without calibration."""
+    if not verdict.calibration:
+        return None
+    for point in verdict.calibration["points"]:
+        if abs(point["psi"] - psi) < 1e-9:
+            return (f"{point['unlearned']['mean']:.2f} [{point['lower_null']['mean']:.2f}, "
+                    f"{point['upper_null']['mean']:.2f}]")
+    return None
 
 
 def assert_concept_not_retrievable(
@@ -180,20 +239,34 @@ def assert_concept_not_retrievable(
         crs_psis = [p for p in curve.psis if 0 < p < 1] or [psi]
         crs_value = probe.crs(crs_psis).value
         crs_failed = crs_value > crs_max
+    cal = verdict.calibration
     _finish(row, probe, verdict=verdict.kind, psi=psi, ccs_max=ccs_max,
             ccs_at_zero=round(curve.at(curve.psis[0]).mean, 4), ccs_at_psi=round(curve.at(psi).mean, 4),
             threshold=verdict.first_retrieving_psi, heldout_accuracy=round(verdict.heldout_accuracy, 4),
-            crs=None if crs_value is None else round(crs_value, 4), curve=curve.to_dict())
+            crs=None if crs_value is None else round(crs_value, 4), curve=curve.to_dict(),
+            rule="absolute" if cal is None else f"calibrated:{cal['mode']}", reason=verdict.reason,
+            anchors=list(probe.anchors), anchors_derived=probe.concept.anchors_derived,
+            scorer=None if cal is None else cal.get("scorer"), calibration=cal,
+            bracket_at_psi=_bracket(verdict, psi))
     failed = not verdict.passed or crs_failed
-    paths = _artifacts(probe, curve, ccs_max, psi, force=failed)
+    paths = _artifacts(probe, curve, ccs_max, psi, force=failed, calibration=cal)
     if failed:
         lines = [f"concept {probe.concept.name!r} is {verdict.kind.upper().replace('_', ' ')}: {verdict.reason}"]
-        lines += _table(curve, ccs_max)
+        if cal is not None:
+            lines += _calibration_table(verdict)
+            lines.append("anchors " + ("derived from the prompts (the concept's words removed)"
+                                       if probe.concept.anchors_derived else "given") + ": "
+                         + ", ".join(f"{p!r} -> {a!r}" for p, a in zip(probe.concept.prompts, probe.anchors,
+                                                                          strict=True)))
+            lines.append("CCS (domain classifier, λO vs λU) per ψ:")
+        lines += _table(curve, ccs_max, flags=cal is None)
         lines.append(f"classifier held-out accuracy: {verdict.heldout_accuracy:.3f} "
                      f"(floor {verdict.accuracy_floor:.2f}, {probe.settings.backbone})")
         retrieving = verdict.first_retrieving_psi
-        lines.append("smallest psi that retrieves the concept: "
-                     + ("none up to the limit" if retrieving is None else f"{retrieving:.3f}"))
+        if verdict.kind == "concealed":
+            lines.append(f"smallest psi that retrieves the concept: {retrieving:.3f}")
+        elif verdict.kind == "not_erased":
+            lines.append("the unlearned model shows the concept on its own (ψ = 0): nothing to retrieve")
         if crs_value is not None:
             lines.append(f"CRS (paper) {crs_value:.3f} {'>' if crs_failed else '<='} crs_max {crs_max}")
         lines += [f"written: {p}" for p in paths] or ["(pass --uoc-artifacts DIR to keep plots and image grids)"]

@@ -60,18 +60,54 @@ def default_prompts(name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Concept:
-    """What one test probes: the concept, its prompts, and retain prompts."""
+    """What one test probes: the concept, its prompts, and retain prompts.
+
+    ``anchors`` are the prompts the calibration nulls ask the original for instead
+    (one per prompt; see ``pytest_uoc.anchors``): given ones are checked, None derives
+    them from the prompts. ``words`` are extra words that name the concept (synonyms),
+    removed from derived anchors and refused in given ones.
+    """
 
     name: str
     prompts: tuple[str, ...]
     retain: tuple[str, ...] = ()
     seeds: tuple[int, ...] | None = None
+    anchors: tuple[str, ...] | None = None
+    words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"a concept needs a non-empty name, got {self.name!r}")
         if not self.prompts:
             raise ValueError(f"concept {self.name!r} has no prompts")
+        if isinstance(self.words, str):
+            object.__setattr__(self, "words", (self.words,))
+        if self.anchors is not None:
+            from .anchors import check_anchors
+
+            object.__setattr__(self, "anchors", check_anchors(self.anchors, self.prompts, self.concept_words,
+                                                              concept=self.name))
+
+    @property
+    def concept_words(self) -> tuple[str, ...]:
+        """The words that name the concept (see ``anchors.concept_words``)."""
+        from .anchors import concept_words
+
+        return concept_words(self.name, self.words)
+
+    @property
+    def anchor_prompts(self) -> tuple[str, ...]:
+        """One anchor per prompt: the given ones, else derived (the concept's words removed)."""
+        if self.anchors is not None:
+            return self.anchors
+        from .anchors import derive_anchors
+
+        return derive_anchors(self.prompts, self.concept_words)
+
+    @property
+    def anchors_derived(self) -> bool:
+        """True when the anchors were derived from the prompts, not given."""
+        return self.anchors is None
 
     @classmethod
     def from_marker(cls, args: Sequence[Any], kwargs: dict[str, Any], *, base: Path | None = None) -> Concept:
@@ -91,8 +127,11 @@ class Concept:
                 seeds = parse_seeds(seeds)
             except SettingError as exc:
                 raise ValueError(f"uoc_concept seeds={seeds!r}: {exc}") from None
-        return cls(args[0], prompts, retain, seeds)
+        anchors = kwargs.get("anchor")
+        words = kwargs.get("concept_words", ())
+        return cls(args[0], prompts, retain, seeds, anchors, tuple([words] if isinstance(words, str) else words))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "prompts": list(self.prompts), "retain": list(self.retain),
-                "seeds": None if self.seeds is None else list(self.seeds)}
+                "seeds": None if self.seeds is None else list(self.seeds),
+                "anchors": list(self.anchor_prompts), "anchors_derived": self.anchors_derived}

@@ -19,6 +19,7 @@ import torch
 
 from .concept import Concept
 from .diffusion import PartialDiffusion
+from .diffusion.engine import NullFinish
 from .diffusion.schedule import check_psi
 
 __all__ = ["Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
@@ -38,10 +39,14 @@ class ProbeSettings:
     seed: int = 0
     #: Restoration strengths (img2img from noised reference images) a restore verdict looks at.
     strengths: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+    #: "calibrated" (against the null finishes, or the gold standard) or "absolute" (CCS against ccs_max).
+    rule: str = "calibrated"
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 4:
             raise ValueError(f"a probe needs at least 4 seeds (half train the classifier), got {len(self.seeds)}")
+        if self.rule not in ("calibrated", "absolute"):
+            raise ValueError(f"rule must be 'calibrated' or 'absolute', got {self.rule!r}")
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Cost:
     sweeps: int = 0
     unet_evals: int = 0
     unlearned_unet_evals: int = 0
+    #: Evaluations of the original finishing hand-offs for the calibration nulls (0 when cached).
+    null_unet_evals: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, phase: str, seconds: float) -> None:
@@ -58,7 +65,7 @@ class Cost:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sweeps": self.sweeps, "unet_evals": self.unet_evals,
-                "unlearned_unet_evals": self.unlearned_unet_evals,
+                "unlearned_unet_evals": self.unlearned_unet_evals, "null_unet_evals": self.null_unet_evals,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "total_seconds": round(sum(self.seconds.values()), 3)}
 
@@ -67,9 +74,11 @@ class _ImageCache:
     """Images of one engine, prompt list and seed list, keyed by hand-off step."""
 
     def __init__(self, engine: PartialDiffusion, prompts: Sequence[str], seeds: Sequence[int], cost: Cost, phase: str,
-                 *, unlearned_cost: bool = True):
+                 *, unlearned_cost: bool = True, null: NullFinish | None = None):
         self.engine, self.prompts, self.seeds = engine, list(prompts), list(seeds)
         self.cost, self.phase = cost, phase
+        #: A null finish: the original finishes the hand-offs (see ``NullFinish``).
+        self.null = null
         # A reference engine's second model is the gold standard, not the model under test.
         self.unlearned_cost = unlearned_cost
         self.by_handoff: dict[int, torch.Tensor] = {}
@@ -82,11 +91,12 @@ class _ImageCache:
                 missing.setdefault(handoff, psi)
         if missing:
             start = time.perf_counter()
-            sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds)
+            sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds, null=self.null)
             for handoff, psi in missing.items():
                 self.by_handoff[handoff] = sweep.images[psi]
             self.cost.sweeps += 1
             self.cost.unet_evals += sweep.unet_evals
+            self.cost.null_unet_evals += sweep.null_unet_evals
             if self.unlearned_cost:
                 self.cost.unlearned_unet_evals += sweep.unlearned_unet_evals
             self.cost.add(self.phase, time.perf_counter() - start)
@@ -108,8 +118,13 @@ class Probe:
         *,
         reference_engine: PartialDiffusion | None = None,
         labels: dict[str, str] | None = None,
+        judge: Any = None,
     ) -> None:
         self.concept = concept
+        #: ``judge(images) -> booleans`` "shows the concept": what the calibrated rule counts.
+        #: None: the concept classifier (``concept_classifier``) scores the images instead.
+        self.judge = judge
+        self._judge_key: str | None = None if judge is None else f"id:{id(judge)}"
         self.engine = engine
         self.reference_engine = reference_engine
         self.settings = settings or ProbeSettings()
@@ -125,6 +140,17 @@ class Probe:
             _ImageCache(reference_engine, prompts, self.eval_seeds, self.cost, "reference sweeps", unlearned_cost=False)
             if reference_engine is not None else None
         )
+        self.anchors = concept.anchor_prompts
+        self._nulls = {
+            finish.name: _ImageCache(engine, prompts, self.eval_seeds, self.cost, "null finishes",
+                                     unlearned_cost=False, null=finish)
+            for finish in (NullFinish(self.anchors, "empty"), NullFinish(self.anchors, "concept"))
+        }
+        self._scores: dict[tuple[str, float], torch.Tensor] = {}
+        self._concept_values: dict[tuple[str, float], torch.Tensor] = {}
+        self._concept_classifier: Any = None
+        self._train_null = _ImageCache(engine, prompts, self.train_seeds, self.cost, "null finishes",
+                                       unlearned_cost=False, null=NullFinish(self.anchors, "concept"))
         self._retain: dict[tuple[str, ...], _ImageCache] = {}
         self._classifier: Any = None
         self._heldout: float | None = None
@@ -227,15 +253,175 @@ class Probe:
             raise ValueError("CRS needs at least one psi strictly between 0 and 1")
         return crs_paper(self.classifier, self.images(grid), self.original_images, self.unlearned_images, kind=kind)
 
-    def verdict(self, psi_limit: float, ccs_max: float) -> Any:
-        """The verdict on this concept at ``psi_limit`` (see ``scoring.verdict.decide``)."""
-        from .scoring import decide
+    def verdict(self, psi_limit: float, ccs_max: float, *, rule: str | None = None) -> Any:
+        """The verdict on this concept at ``psi_limit``.
 
+        ``rule`` (default: the settings'): "calibrated" compares λP(ψ) with the null
+        finishes, or with the gold standard when the probe has one
+        (``scoring.calibration.decide_calibrated``); "absolute" compares CCS with
+        ``ccs_max`` alone (``scoring.verdict.decide``). Either way a ψ > 0 that gives
+        the original no step is never evidence of forgetting.
+        """
+        from .scoring import decide, decide_calibrated
+
+        rule = rule or self.settings.rule
+        if rule not in ("calibrated", "absolute"):
+            raise ValueError(f"rule must be 'calibrated' or 'absolute', got {rule!r}")
         limit = check_psi(psi_limit, name="psi")
-        curve = self.ccs_curve(self.verdict_grid(limit))
+        grid = self.verdict_grid(limit)
         differ = self._images_differ()
-        return decide(curve, psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
-                      accuracy_floor=self.settings.accuracy_floor, images_differ=differ)
+        if rule == "calibrated":
+            return decide_calibrated(
+                self.calibrated_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
+                accuracy_floor=self.settings.accuracy_floor, images_differ=differ, steps_needed=self.steps_needed(grid),
+            )
+        verdict = decide(self.ccs_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
+                         accuracy_floor=self.settings.accuracy_floor, images_differ=differ)
+        idle = [p for p in grid if 0 < p <= limit and self.engine.steps_for(p).handoff == 0]
+        if verdict.passed and idle:
+            import dataclasses
+
+            needed = self.steps_needed(grid)
+            return dataclasses.replace(
+                verdict, kind="inconclusive",
+                reason=f"ψ {idle[0]:g} gives the original 0 of {len(self.engine.timesteps)} steps, so it says "
+                       f"nothing about retrieval; use at least {needed} steps",
+            )
+        return verdict
+
+    def steps_needed(self, psis: Iterable[float]) -> int | None:
+        """The fewest inference steps (at least the current number) that give every ψ > 0 one original step."""
+        import copy
+
+        wanted = [check_psi(p) for p in psis if p > 0]
+        current = self.engine.num_inference_steps
+        if not wanted or all(self.engine.steps_for(p).handoff > 0 for p in wanted):
+            return current
+        from .diffusion.schedule import split_steps
+
+        scheduler = copy.deepcopy(self.engine.original.scheduler)
+        num_train = int(scheduler.config.num_train_timesteps)
+        for steps in range(current + 1, num_train + 1):
+            scheduler.set_timesteps(steps)
+            timesteps = [float(t) for t in scheduler.timesteps]
+            if all(split_steps(p, timesteps, num_train).handoff > 0 for p in wanted):
+                return steps
+        return None
+
+    # -- calibration nulls ----------------------------------------------------------------
+
+    def null_images(self, psis: Iterable[float], which: str) -> dict[float, torch.Tensor]:
+        """The ``which`` null's images ("upper": anchor prompt; "lower": anchor, concept as negative), scoring seeds.
+
+        Each image is the original finishing the hand-off latent of the λP(ψ) image of
+        the same prompt and seed (``diffusion.NullFinish``); cached with the trajectories.
+        """
+        if which not in self._nulls:
+            raise ValueError(f"which must be one of {sorted(self._nulls)}, got {which!r}")
+        return self._nulls[which].get(psis)
+
+    def scores(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """The classifier's per-image P(original domain) at each ψ for ``source``: unlearned, upper, lower, reference."""
+        wanted = [check_psi(p) for p in psis]
+        missing = [p for p in wanted if (source, p) not in self._scores]
+        if missing:
+            from .scoring import check_images
+
+            if source == "unlearned":
+                images = self.images(missing)
+            elif source == "reference":
+                if self._reference is None:
+                    raise ValueError("no reference (gold-standard) model: give --uoc-reference")
+                images = self._reference.get(missing)
+            else:
+                images = self.null_images(missing, source)
+            for p in missing:
+                check_images(images[p], name=f"{source} images at psi={p}")
+                self._scores[(source, p)] = self.classifier.probabilities(images[p]).detach().cpu()
+        return {p: self._scores[(source, p)] for p in wanted}
+
+    @property
+    def concept_classifier(self) -> Any:
+        """The classifier the calibrated rule falls back on without a judge: "shows the concept" from both models.
+
+        Label 1: λO (the original asked for the concept); label 0: λU *and* the lower
+        null at ψ = 0 (the original asked for the anchor, steered away from the concept),
+        training seeds only. Unlike the domain classifier it cannot score an image as
+        "original" for the original's style alone, so the original's null finishes and
+        the unlearned model's images are compared on the concept (docs/metrics.md).
+        """
+        if self._concept_classifier is None:
+            from .scoring import train_domain_classifier
+
+            train = self._train.get([0.0, 1.0])
+            null = self._train_null.get([0.0])[0.0]
+            groups = [s for _ in self.concept.prompts for s in self.train_seeds]
+            start = time.perf_counter()
+            self._concept_classifier = train_domain_classifier(
+                torch.cat([train[1.0], train[1.0]]), torch.cat([train[0.0], null]),
+                groups=groups + [f"null:{g}" for g in groups], backbone=self.settings.backbone,
+                pretrained_path=self.settings.backbone_weights, seed=self.settings.seed,
+                cache_dir=self.settings.classifier_cache,
+            )
+            self.cost.add("classifier", time.perf_counter() - start)
+        return self._concept_classifier
+
+    def use_judge(self, judge: Any, key: str | None = None) -> None:
+        """Count the concept with ``judge`` from now on (None: the concept classifier); ``key`` names it.
+
+        Values already computed with the same key are kept; another judge starts afresh.
+        """
+        new_key = key if key is not None else (None if judge is None else f"id:{id(judge)}")
+        if new_key != getattr(self, "_judge_key", None) or judge is None and self.judge is not None:
+            self._concept_values.clear()
+        self.judge, self._judge_key = judge, new_key
+
+    @property
+    def concept_scorer(self) -> str:
+        """What decides "shows the concept" for the calibrated rule: the judge's name, or "concept classifier"."""
+        if self.judge is None:
+            return "concept classifier"
+        return getattr(self.judge, "__name__", type(self.judge).__name__)
+
+    def concept_values(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
+        wanted = [check_psi(p) for p in psis]
+        missing = [p for p in wanted if (source, p) not in self._concept_values]
+        if missing:
+            if source == "unlearned":
+                images = self.images(missing)
+            elif source == "reference":
+                if self._reference is None:
+                    raise ValueError("no reference (gold-standard) model: give --uoc-reference")
+                images = self._reference.get(missing)
+            else:
+                images = self.null_images(missing, source)
+            for p in missing:
+                if self.judge is not None:
+                    from .judges import judge_flags
+
+                    values = torch.as_tensor(judge_flags(self.judge, images[p])).double()
+                else:
+                    values = self.concept_classifier.probabilities(images[p]).detach().cpu().double()
+                self._concept_values[(source, p)] = values
+        return {p: self._concept_values[(source, p)] for p in wanted}
+
+    def calibrated_curve(self, psis: Iterable[float] | None = None) -> Any:
+        """Per ψ: how often λP(ψ), both nulls (and the gold standard) show the concept, and the paired excesses."""
+        from .scoring import calibrated_curve
+
+        grid = sorted({check_psi(p) for p in (psis if psis is not None else self.settings.psis)})
+        as_numpy = {source: {p: v.numpy() for p, v in self.concept_values(grid, source).items()}
+                    for source in ("unlearned", "upper", "lower")}
+        reference = None
+        if self._reference is not None:
+            reference = {p: v.numpy() for p, v in self.concept_values(grid, "reference").items()}
+        return calibrated_curve(
+            as_numpy["unlearned"], as_numpy["upper"], as_numpy["lower"],
+            original_steps={p: self.engine.steps_for(p).handoff for p in grid},
+            total_steps=len(self.engine.timesteps), anchors=self.anchors, reference=reference,
+            n_boot=self.settings.n_boot, seed=self.settings.seed, ccs=self.ccs_curve(grid), scorer=self.concept_scorer,
+        )
 
     def verdict_grid(self, psi_limit: float) -> list[float]:
         """The ψ values a verdict at ``psi_limit`` looks at: the grid up to the limit, 0 and the limit."""

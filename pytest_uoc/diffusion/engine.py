@@ -27,7 +27,36 @@ import torch
 from .loading import check_pipeline, load_unlearned
 from .schedule import StepSplit, check_psi, split_steps
 
-__all__ = ["Images", "PartialDiffusion", "Sweep", "check_prompts", "check_seeds"]
+__all__ = ["NULL_NEGATIVES", "Images", "NullFinish", "PartialDiffusion", "Sweep", "check_prompts", "check_seeds"]
+
+#: Accepted values of ``NullFinish.negative``: what the original's unconditional side is.
+NULL_NEGATIVES = ("empty", "concept")
+
+
+@dataclass(frozen=True)
+class NullFinish:
+    """The original finishing each hand-off without being asked for the concept (a calibration null).
+
+    ``anchors`` holds one prompt per concept prompt (the prompt with the concept's
+    words removed); the original denoises the steps after the hand-off with the anchor
+    as its conditional prompt and, as its unconditional prompt, the empty prompt
+    (``negative="empty"``, the *upper* null) or the concept prompt itself
+    (``negative="concept"``, the *lower* null: guidance pushes away from the concept).
+    """
+
+    anchors: tuple[str, ...]
+    negative: str = "empty"
+
+    def __post_init__(self) -> None:
+        if self.negative not in NULL_NEGATIVES:
+            raise ValueError(f"NullFinish.negative must be one of {NULL_NEGATIVES}, got {self.negative!r}")
+        if not self.anchors or not all(isinstance(a, str) for a in self.anchors):
+            raise TypeError(f"NullFinish.anchors must be a non-empty tuple of strings, got {self.anchors!r}")
+
+    @property
+    def name(self) -> str:
+        """``upper`` (anchor, empty negative) or ``lower`` (anchor, concept as negative)."""
+        return "upper" if self.negative == "empty" else "lower"
 
 
 def check_prompts(prompts: object) -> list[str]:
@@ -111,6 +140,8 @@ class Sweep:
     original_unet_evals: int = 0
     unlearned_unet_evals: int = 0
     splits: dict[float, StepSplit] = field(default_factory=dict)
+    #: Evaluations of the original finishing hand-offs for a null (``sweep(null=...)``).
+    null_unet_evals: int = 0
 
     def __getitem__(self, psi: float) -> torch.Tensor:
         key = check_psi(psi)
@@ -140,10 +171,12 @@ class _Trajectory:
         return _Trajectory(self.latents.clone(), copy.deepcopy(self.scheduler), clones)
 
 
-def _encode(pipe: Any, prompts: list[str], device: torch.device, cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prompt and negative (empty-prompt) embeddings, as the pipeline computes them."""
+def _encode(
+    pipe: Any, prompts: list[str], device: torch.device, cfg: bool, negative_prompts: list[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prompt and negative embeddings (empty prompt unless ``negative_prompts``), as the pipeline computes them."""
     if hasattr(pipe, "encode_prompt"):
-        positive, negative = pipe.encode_prompt(prompts, device, 1, cfg, negative_prompt=None)
+        positive, negative = pipe.encode_prompt(prompts, device, 1, cfg, negative_prompt=negative_prompts)
         return positive, negative if cfg else None
     tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
 
@@ -154,16 +187,18 @@ def _encode(pipe: Any, prompts: list[str], device: torch.device, cfg: bool) -> t
         ).input_ids.to(device)
         return encoder(ids)[0]
 
-    return embed(prompts), embed([""] * len(prompts)) if cfg else None
+    negatives = negative_prompts if negative_prompts is not None else [""] * len(prompts)
+    return embed(prompts), embed(negatives) if cfg else None
 
 
 class _Model:
     """One side of the hand-off: a UNet with the prompt embeddings it uses."""
 
-    def __init__(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool, dtype: torch.dtype):
+    def __init__(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool, dtype: torch.dtype,
+                 negative_prompts: list[str] | None = None):
         self.unet = pipe.unet
         with torch.inference_mode():
-            positive, negative = _encode(pipe, prompts, device, cfg)
+            positive, negative = _encode(pipe, prompts, device, cfg, negative_prompts)
         self.positive = positive.to(dtype)
         self.negative = None if negative is None else negative.to(dtype)
 
@@ -298,11 +333,27 @@ class PartialDiffusion:
         sweep = self.sweep(prompts, [value], seeds)
         return Images(sweep.images[value], sweep.prompts, sweep.seeds, value, sweep.unet_evals, sweep.seconds)
 
-    def sweep(self, prompts: Sequence[str], psis: Sequence[float], seeds: Sequence[int]) -> Sweep:
-        """Images for every ψ in ``psis``, sharing the original's trajectory between them."""
+    def sweep(
+        self, prompts: Sequence[str], psis: Sequence[float], seeds: Sequence[int], *, null: NullFinish | None = None,
+    ) -> Sweep:
+        """Images for every ψ in ``psis``, sharing the original's trajectory between them.
+
+        With ``null``, the *original* finishes every hand-off, prompted with the null's
+        anchors (see ``NullFinish``) instead of the unlearned model with the concept
+        prompts: the same hand-off latents (and trajectory cache entries) as λP(ψ),
+        so each null image is paired with the λP(ψ) image of the same prompt and seed.
+        """
         prompt_list = check_prompts(prompts)
         seed_list = check_seeds(seeds)
         psi_list = _check_psis(psis)
+        if null is not None:
+            if not isinstance(null, NullFinish):
+                raise TypeError(f"null must be a NullFinish, got {type(null).__name__}")
+            if len(null.anchors) != len(prompt_list):
+                raise ValueError(
+                    f"a null finish needs one anchor per prompt: {len(prompt_list)} prompts, "
+                    f"{len(null.anchors)} anchors {list(null.anchors)}"
+                )
         start = time.perf_counter()
         splits = {psi: self.steps_for(psi) for psi in psi_list}
         handoffs = sorted({split.handoff for split in splits.values()})
@@ -316,21 +367,29 @@ class PartialDiffusion:
             self.unlearned.text_encoder is self.original.text_encoder
             and self.unlearned.tokenizer is self.original.tokenizer
         )
-        if shared_text:
-            unlearned = copy.copy(original)
+        if null is not None:
+            negatives = prompt_list if null.negative == "concept" else None
+            finisher = _Model(self.original, list(null.anchors), self.device, cfg, self.dtype, negatives)
+            finisher.unet = original.unet
+            finisher_role, images_key = "null", self._finished_key(null)
         else:
-            unlearned = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype)
-        unlearned.unet = self._forward_of(self.unlearned.unet)
+            if shared_text:
+                finisher = copy.copy(original)
+            else:
+                finisher = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype)
+            finisher.unet = self._forward_of(self.unlearned.unet)
+            finisher_role, images_key = "unlearned", None
         by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
-        counts = {"original": 0, "unlearned": 0}
+        counts = {"original": 0, "unlearned": 0, "null": 0}
         with torch.inference_mode():
             for batch in _chunks(items, self.batch_size):
                 named = [(prompt_list[p], s) for p, s in batch]
-                for handoff, images in self._branch_batch(batch, handoffs, original, unlearned, counts, named):
+                for handoff, images in self._branch_batch(batch, handoffs, original, finisher, counts, named,
+                                                          finisher_role=finisher_role, images_key=images_key):
                     by_handoff[handoff].append(images)
         per_handoff = {k: torch.cat(v) for k, v in by_handoff.items()}
         images = {psi: per_handoff[split.handoff] for psi, split in splits.items()}
-        evals = counts["original"] + counts["unlearned"]
+        evals = counts["original"] + counts["unlearned"] + counts["null"]
         return Sweep(
             psis=psi_list,
             prompts=prompt_list,
@@ -342,6 +401,7 @@ class PartialDiffusion:
             original_unet_evals=counts["original"],
             unlearned_unet_evals=counts["unlearned"],
             splits=splits,
+            null_unet_evals=counts["null"],
         )
 
     # -- internals ----------------------------------------------------------------
@@ -410,12 +470,17 @@ class PartialDiffusion:
         unlearned: _Model,
         counts: dict[str, int],
         named: list[tuple[str, int]],
+        *,
+        finisher_role: str = "unlearned",
+        images_key: str | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Walk the original's trajectory and finish every hand-off with the unlearned model.
+        """Walk the original's trajectory and finish every hand-off with ``unlearned`` (the finisher).
 
         Hand-offs whose states are all in the trajectory cache branch from the
         cache; the original walks only as far as the uncached ones need,
-        starting from the latest cached state before them.
+        starting from the latest cached state before them. ``finisher_role`` names
+        the counter the finishing evaluations go to; ``images_key`` the cache key
+        of the finished images (default: both models' fingerprints).
         """
         prompt_index = torch.tensor([p for p, _ in batch], device=self.device)
         original_embeddings = original.embeddings(prompt_index)
@@ -425,10 +490,10 @@ class PartialDiffusion:
         def finish(branch: _Trajectory, step: int) -> torch.Tensor:
             for later in range(step, total):
                 self._denoise(unlearned, branch, later, unlearned_embeddings)
-                counts["unlearned"] += len(batch)
-            return self._store_images(named, step, self._decode(branch.latents))
+                counts[finisher_role] += len(batch)
+            return self._store_images(named, step, self._decode(branch.latents), images_key)
 
-        finished = self._cached_images(named, handoffs)
+        finished = self._cached_images(named, handoffs, images_key)
         yield from sorted(finished.items())
         handoffs = [k for k in handoffs if k not in finished]
         if not handoffs:
@@ -462,9 +527,9 @@ class PartialDiffusion:
                 self._denoise(original, state, step, original_embeddings)
                 counts["original"] += len(batch)
         if branches:
-            self._finish_mixed(branches, unlearned, unlearned_embeddings, total, counts, len(batch))
+            self._finish_mixed(branches, unlearned, unlearned_embeddings, total, counts, len(batch), finisher_role)
             for step, branch in sorted(branches.items()):
-                yield step, self._store_images(named, step, self._decode(branch.latents))
+                yield step, self._store_images(named, step, self._decode(branch.latents), images_key)
 
     def _finish_mixed(
         self,
@@ -474,6 +539,7 @@ class PartialDiffusion:
         total: int,
         counts: dict[str, int],
         images: int,
+        role: str = "unlearned",
     ) -> None:
         """Denoise every branch to the end, several branches (at different timesteps) per UNet call.
 
@@ -500,7 +566,7 @@ class PartialDiffusion:
                 for key, noise in zip(group, noise_all.split([x.shape[0] for x in inputs]), strict=True):
                     self._advance(model, branches[key], position[key], noise)
                     position[key] += 1
-                    counts["unlearned"] += images
+                    counts[role] += images
 
     # -- trajectory cache ---------------------------------------------------------------
 
@@ -561,24 +627,39 @@ class PartialDiffusion:
             self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         return self._image_key
 
-    def _cached_images(self, named: list[tuple[str, int]], handoffs: list[int]) -> dict[int, torch.Tensor]:
-        """Hand-offs whose every finished image is in the cache (for this pair of models)."""
+    def _finished_key(self, null: NullFinish) -> str:
+        """The cache key of a null's finished images: the original's key, the anchors and the negative side.
+
+        It depends on the original, prompts, anchors and seeds only, never on the unlearned
+        model, so a second checkpoint reuses the null finishes of the first.
+        """
+        parts = [self._key(), "null-finish", null.negative, *null.anchors]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def _cached_images(
+        self, named: list[tuple[str, int]], handoffs: list[int], key: str | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """Hand-offs whose every finished image is in the cache (for this pair of models, or ``key``)."""
         if self.cache is None or not self.cache_images:
             return {}
+        key = key or self._images_key()
         out: dict[int, torch.Tensor] = {}
         for step in handoffs:
-            if not all(self.cache.contains(self._images_key(), p, s, step) for p, s in named):
+            if not all(self.cache.contains(key, p, s, step) for p, s in named):
                 continue
-            entries = [self.cache.load(self._images_key(), p, s, step) for p, s in named]
+            entries = [self.cache.load(key, p, s, step) for p, s in named]
             if all(e is not None and isinstance(e.get("image"), torch.Tensor) for e in entries):
                 out[step] = torch.cat([e["image"] for e in entries])
                 self.cache.hits += len(entries)
         return out
 
-    def _store_images(self, named: list[tuple[str, int]], step: int, images: torch.Tensor) -> torch.Tensor:
+    def _store_images(
+        self, named: list[tuple[str, int]], step: int, images: torch.Tensor, key: str | None = None,
+    ) -> torch.Tensor:
         if self.cache is not None and self.cache_images:
+            key = key or self._images_key()
             for i, (prompt, seed) in enumerate(named):
-                self.cache.store(self._images_key(), prompt, seed, step, {"image": images[i:i + 1].clone()})
+                self.cache.store(key, prompt, seed, step, {"image": images[i:i + 1].clone()})
         return images
 
     def _store_states(self, named: list[tuple[str, int]], step: int, state: _Trajectory) -> None:

@@ -7,6 +7,7 @@ pipelines or pytest.
 
 from __future__ import annotations
 
+from .calibration import CalibratedCurve, NullPoint, calibrated_curve, decide_calibrated
 from .ccs import PAPER_PSI_GRID, CCSCurve, ccs, ccs_curve
 from .classifier import (
     BACKBONES,
@@ -36,6 +37,8 @@ __all__ = [
     "VERDICT_KINDS",
     "CCSCurve",
     "CRSResult",
+    "CalibratedCurve",
+    "NullPoint",
     "DomainClassifier",
     "Estimate",
     "GapCurve",
@@ -48,6 +51,7 @@ __all__ = [
     "Verdict",
     "bootstrap_mean",
     "ccs",
+    "calibrated_curve",
     "ccs_curve",
     "check_images",
     "check_paired",
@@ -55,6 +59,7 @@ __all__ = [
     "crs_paper",
     "crs_similarity",
     "decide",
+    "decide_calibrated",
     "judged_accuracy",
     "leakage",
     "mcnemar",

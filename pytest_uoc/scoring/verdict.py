@@ -61,6 +61,14 @@ class Verdict:
     curve: dict[str, Any] = field(compare=False)
     min_images: int = 16
     images_differ: bool | None = None
+    #: The calibrated rule's evidence (``scoring.calibration``): nulls, anchors, per-ψ excesses; None
+    #: for the absolute rule.
+    calibration: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the calibrated rule (null finishes or a gold standard) decided."""
+        return self.calibration is not None
 
     def __post_init__(self) -> None:
         if self.kind not in VERDICT_KINDS:
@@ -90,6 +98,8 @@ class Verdict:
             "min_images": self.min_images,
             "images_differ": self.images_differ,
             "curve": self.curve,
+            "rule": "absolute" if self.calibration is None else f"calibrated:{self.calibration.get('mode', 'nulls')}",
+            "calibration": self.calibration,
         }
 
     def __str__(self) -> str:

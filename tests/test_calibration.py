@@ -1,0 +1,129 @@
+"""The calibrated rule (scoring.calibration) on synthetic per-image values: every verdict branch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_uoc.scoring import calibrated_curve, decide_calibrated
+
+PSIS = (0.0, 0.05, 0.15, 0.55)
+N = 64
+
+
+def _flags(rate: float, n: int = N, offset: int = 0) -> np.ndarray:
+    """n values in {0, 1} with round(rate * n) ones (deterministic positions)."""
+    ones = round(rate * n)
+    values = np.zeros(n)
+    values[[(offset + i) % n for i in range(ones)]] = 1.0
+    return values
+
+
+def _curve(unlearned, upper, lower, *, steps=None, reference=None):
+    return calibrated_curve(
+        {p: _flags(unlearned[p]) for p in PSIS},
+        {p: _flags(upper[p]) for p in PSIS},
+        {p: _flags(lower[p]) for p in PSIS},
+        original_steps=steps or {p: round(p * 25) for p in PSIS}, total_steps=25, anchors=("a digit",),
+        reference=None if reference is None else {p: _flags(reference[p]) for p in PSIS},
+        scorer="test judge",
+    )
+
+
+def _decide(curve, **kwargs):
+    options = {"psi_limit": 0.55, "ccs_max": 0.2, "heldout_accuracy": 0.95, "images_differ": True}
+    options.update(kwargs)
+    return decide_calibrated(curve, **options)
+
+
+UPPER = {0.0: 0.05, 0.05: 0.10, 0.15: 0.50, 0.55: 0.95}
+LOWER = {0.0: 0.0, 0.05: 0.0, 0.15: 0.10, 0.55: 0.90}
+
+
+def test_a_model_inside_the_bracket_is_forgotten():
+    """Gold-standard-like: below the upper null, within ccs_max of the lower one, although CCS is high at 0.55."""
+    verdict = _decide(_curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER))
+    assert verdict.kind == "forgotten", verdict.reason
+    assert verdict.passed and verdict.calibrated
+    assert verdict.calibration["mode"] == "nulls"
+    assert "lower null" in verdict.reason
+
+
+def test_a_significant_excess_over_the_upper_null_is_concealed():
+    verdict = _decide(_curve({0.0: 0.05, 0.05: 0.6, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER))
+    assert verdict.kind == "concealed"
+    assert verdict.first_retrieving_psi == pytest.approx(0.05)
+    assert "upper null" in verdict.reason
+
+
+def test_a_small_excess_is_not_proven_either_way():
+    """Above the lower null by more than ccs_max, not significantly above the upper null: inconclusive."""
+    verdict = _decide(_curve({0.0: 0.02, 0.05: 0.12, 0.15: 0.5, 0.55: 0.95}, UPPER, LOWER))
+    assert verdict.kind == "inconclusive"
+    assert "not proven forgotten" in verdict.reason and "not proven concealed" in verdict.reason
+    assert "ψ=0.05" in verdict.reason  # the first ψ whose excess is not within ccs_max
+
+
+def test_the_concept_at_psi_zero_is_not_erased():
+    verdict = _decide(_curve({0.0: 0.9, 0.05: 0.9, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER))
+    assert verdict.kind == "not_erased"
+    assert "ccs_max=0.2" in verdict.reason
+
+
+def test_a_classifier_that_cannot_tell_the_models_apart_decides_first():
+    curve = _curve({0.0: 0.9, 0.05: 0.9, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER)
+    assert _decide(curve, heldout_accuracy=0.5, images_differ=False).kind == "not_erased"
+    assert _decide(curve, heldout_accuracy=0.5, images_differ=True).kind == "inconclusive"
+
+
+def test_a_psi_without_an_original_step_is_never_evidence_of_forgetting():
+    """Few steps: ψ 0.05 hands over before the first step, so it says nothing (issue: wrong pass at few steps)."""
+    steps = {0.0: 0, 0.05: 0, 0.15: 1, 0.55: 3}
+    verdict = _decide(_curve({0.0: 0.03, 0.05: 0.03, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER, steps=steps),
+                      steps_needed=11)
+    assert verdict.kind == "inconclusive"
+    assert "ψ 0.05 gives the original 0 of 25 steps" in verdict.reason
+    assert "use at least 11 steps" in verdict.reason
+
+
+def test_too_few_images_is_inconclusive():
+    verdict = _decide(_curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER), min_images=100)
+    assert verdict.kind == "inconclusive" and "min_images" in verdict.reason
+
+
+def test_the_gold_standard_decides_where_given():
+    """With a reference, the paired gap to it decides: inside the nulls' bracket but far above gold → concealed."""
+    unlearned = {0.0: 0.03, 0.05: 0.08, 0.15: 0.45, 0.55: 0.95}
+    assert _decide(_curve(unlearned, UPPER, LOWER)).kind == "inconclusive"
+    gold = {0.0: 0.03, 0.05: 0.05, 0.15: 0.10, 0.55: 0.90}
+    verdict = _decide(_curve(unlearned, UPPER, LOWER, reference=gold))
+    assert verdict.kind == "concealed"
+    assert verdict.calibration["mode"] == "reference"
+    assert "gold standard" in verdict.reason
+    same = _decide(_curve(unlearned, UPPER, LOWER, reference=unlearned))
+    assert same.kind == "forgotten"
+
+
+def test_the_concealment_test_is_bonferroni_adjusted():
+    curve = _curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER)
+    levels = {round(curve.at(p).excess_upper.confidence, 6) for p in PSIS}
+    assert levels == {round(1 - 0.05 / 3, 6)}  # three ψ > 0 with an original step
+    assert curve.at(0.05).excess_lower.confidence == pytest.approx(0.95)
+
+
+def test_unpaired_nulls_are_refused():
+    with pytest.raises(ValueError, match="paired by prompt and seed"):
+        calibrated_curve({0.0: np.zeros(4)}, {0.0: np.zeros(5)}, {0.0: np.zeros(4)}, original_steps={0.0: 0},
+                         total_steps=25, anchors=("a",))
+
+
+def test_the_verdict_dict_keeps_the_old_fields_and_adds_the_calibration():
+    verdict = _decide(_curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER))
+    data = verdict.to_dict()
+    for key in ("kind", "passed", "reason", "psi_limit", "ccs_max", "heldout_accuracy", "first_retrieving_psi",
+                "curve"):
+        assert key in data
+    assert data["rule"] == "calibrated:nulls"
+    point = data["calibration"]["points"][1]
+    assert {"upper_null", "lower_null", "excess_over_upper", "excess_over_lower", "original_steps"} <= set(point)
+    assert data["calibration"]["anchors"] == ["a digit"]
