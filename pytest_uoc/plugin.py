@@ -50,12 +50,15 @@ def _space_form_paths(args: list[str], invocation_dir: Path) -> list[tuple[str, 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    """Stop when pytest took a ``--uoc-NAME PATH`` value for a test path before our options were known.
+    """Undo pytest taking a ``--uoc-NAME PATH`` value for a test path before our options were known.
 
     pytest picks its rootdir and ini file from the command line's paths before it
     loads plugins, so the value of ``--uoc-unlearned /elsewhere/unet.safetensors``
-    counts as a path then: the rootdir moves, the ini file (and its uoc_* keys)
-    is ignored and the cache moves. ``--uoc-unlearned=PATH`` is one token and safe.
+    (or ``--uoc-report uoc-report.json`` once that file exists) counts as a path
+    then: the rootdir moves, the ini file (and its uoc_* keys) is ignored and the
+    cache moves. The rootdir and ini file pytest would have chosen without those
+    values are put back; where that cannot be done safely, a usage error names
+    the fix: ``--uoc-unlearned=PATH`` is one token and always safe.
     """
     consumed = _space_form_paths(list(args), early_config.invocation_params.dir)
     if not consumed:
@@ -64,18 +67,26 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     try:
         from _pytest.config.findpaths import determine_setup
 
-        rootpath, inipath, *_ = determine_setup(
+        setup = determine_setup(
             inifile=ns.inifilename, override_ini=ns.override_ini, args=list(ns.file_or_dir),
             rootdir_cmd_arg=ns.rootdir or None, invocation_dir=early_config.invocation_params.dir,
         )
+        rootpath, inipath = setup[0], setup[1]
         moved = (rootpath, inipath) != (early_config.rootpath, early_config.inipath)
         intended = f"rootdir {rootpath} and ini file {inipath or 'none'}"
     except Exception:  # noqa: BLE001 - another pytest: judge by where the value lies
+        setup = None
         moved = any(early_config.rootpath not in (early_config.invocation_params.dir / v).resolve().parents
                     for _, v in consumed)
         intended = "the rootdir and ini file of the current folder"
     if not moved:
         return
+    if setup is not None:
+        try:
+            _adopt_setup(early_config, args, *setup)
+            return
+        except Exception:  # noqa: BLE001 - pytest internals differ: stop with the fix instead
+            pass
     forms = ", ".join(f"{flag} {value}" for flag, value in consumed)
     fixed = " ".join(f"{flag}={value}" for flag, value in consumed)
     raise pytest.UsageError(
@@ -83,6 +94,33 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         f"so it chose rootdir {early_config.rootpath} and ini file {early_config.inipath or 'none'} instead of "
         f"{intended} (ini settings and the cache would silently differ). Write the option with '=': {fixed}"
     )
+
+
+def _adopt_setup(config: pytest.Config, args: list[str], rootpath: Path, inipath: Path | None, inicfg: Any,
+                 ignored: Any) -> None:
+    """Give pytest the rootdir and ini file it would have chosen without the option values (pytest internals).
+
+    The wrong ini file's ``addopts`` are taken off the arguments and the right one's
+    put on; any surprise raises, and the caller stops with a usage error instead.
+    """
+    wrong_addopts = list(config.getini("addopts"))
+    if wrong_addopts:
+        if args[:len(wrong_addopts)] != wrong_addopts:
+            raise ValueError("cannot take the wrong ini file's addopts off")
+        del args[:len(wrong_addopts)]
+    old_cut = str(config.inipath.parent) if config.inipath else str(config.rootpath)
+    config._rootpath, config._inipath, config._inicfg = rootpath, inipath, inicfg
+    config._ignored_config_files = ignored
+    config._inicache.clear()
+    config._parser.extra_info["rootdir"] = str(rootpath)
+    config._parser.extra_info["inifile"] = str(inipath)
+    right_addopts = list(config.getini("addopts"))
+    if right_addopts:
+        args[:0] = right_addopts
+        config.pluginmanager.consider_preparse(right_addopts, exclude_only=False)
+    ns = config.known_args_namespace
+    if ns.confcutdir == old_cut:
+        ns.confcutdir = str(inipath.parent) if inipath else str(rootpath)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -39,11 +39,40 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return weights
 
 
-def test_space_form_with_a_path_outside_the_repository_stops_with_the_fix(pytester: pytest.Pytester,
-                                                                        outside: Path) -> None:
+def test_space_form_with_a_path_outside_the_repository_keeps_the_ini(pytester: pytest.Pytester,
+                                                                    outside: Path) -> None:
     pytester.makeini("[pytest]\nuoc_steps = 7\n")
     pytester.makepyfile(STEPS_FROM_INI)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--uoc-unlearned", str(outside))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {pytester.path}", "configfile: tox.ini"])
+
+
+def test_readme_main_job_run_twice_keeps_the_examples_ini(pytester: pytest.Pytester) -> None:
+    """``pytest examples --uoc-report uoc-report.json`` once the report exists: the values are paths too."""
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\naddopts = '-p no:doctest'\n")
+    examples = pytester.mkdir("examples")
+    (examples / "pytest.ini").write_text("[pytest]\nuoc_steps = 7\n")
+    (examples / "test_gate.py").write_text(STEPS_FROM_INI)
+    (pytester.path / "uoc-report.json").write_text("{}")
+    pytester.mkdir("uoc-artifacts")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "examples", "--uoc-report", "uoc-report.json",
+                                           "--uoc-artifacts", "uoc-artifacts")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"rootdir: {examples}", "configfile: pytest.ini"])
+
+
+def test_space_form_that_cannot_be_repaired_stops_with_the_fix(pytester: pytest.Pytester, outside: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\nuoc_steps = 7\n")
+    pytester.makepyfile(STEPS_FROM_INI)
+    import pytest_uoc.plugin
+
+    def cannot(*args: object) -> None:
+        raise AttributeError("another pytest")
+
+    monkeypatch.setattr(pytest_uoc.plugin, "_adopt_setup", cannot)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", str(outside))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         f"*pytest-uoc: pytest read the value of --uoc-unlearned {outside} as a test path*instead of rootdir "
