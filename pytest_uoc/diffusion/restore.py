@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .engine import PartialDiffusion, _chunks, _Model, _Trajectory, check_prompts, check_seeds
+from .engine import NullFinish, PartialDiffusion, _chunks, _Model, _Trajectory, check_prompts, check_seeds
 
 __all__ = ["Restoration", "check_strength", "encode_references", "load_reference_images", "restore", "restore_start"]
 
@@ -158,6 +158,8 @@ def restore(
     prompts: Sequence[str],
     strengths: Sequence[float],
     seeds: Sequence[int],
+    *,
+    null: NullFinish | None = None,
 ) -> Restoration:
     """Restore the concept from noised ``references`` with the engine's unlearned model.
 
@@ -166,6 +168,10 @@ def restore(
     ``i`` is noised with ``torch.Generator("cpu").manual_seed(seed_i)`` and
     denoised with prompt ``i``'s embeddings under classifier-free guidance.
     Strengths with the same start step share their images.
+
+    With ``null``, the *original* restores instead, prompted with the null's anchors
+    (and the empty or the concept prompt as its negative): the calibration nulls of
+    the restoration attack, paired with the unlearned model's restorations item by item.
     """
     prompt_list = check_prompts(prompts)
     seed_list = check_seeds(seeds)
@@ -181,7 +187,14 @@ def restore(
         )
     start = time.perf_counter()
     starts = {s: restore_start(engine, s) for s in strength_list}
-    model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype)
+    if null is not None:
+        if len(null.anchors) != len(prompt_list):
+            raise ValueError(f"a null finish needs one anchor per prompt: {len(prompt_list)} prompts, "
+                             f"{len(null.anchors)} anchors {list(null.anchors)}")
+        negatives = prompt_list if null.negative == "concept" else None
+        model = _Model(engine.original, list(null.anchors), engine.device, engine.do_cfg, engine.dtype, negatives)
+    else:
+        model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype)
     by_start: dict[int, list[torch.Tensor]] = {k: [] for k in sorted(set(starts.values()))}
     evals = 0
     with torch.inference_mode():
