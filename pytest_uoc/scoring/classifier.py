@@ -602,8 +602,8 @@ def train_domain_classifier(
             train_x, train_y = split(train_idx)
             held_x, held_y = split(held_idx)
             _train(model, train_x, train_y, settings, device)
-            if cache_path is not None:  # score with the weights the cache keeps, so a cached run agrees
-                _round_to_stored(model)
+            # Score with the weights the cache keeps (float16), with or without a cache, so every run agrees.
+            _round_to_stored(model)
             train_accuracy = _accuracy(model, train_x, train_y, device)
             heldout_accuracy = _accuracy(model, held_x, held_y, device)
         finally:
