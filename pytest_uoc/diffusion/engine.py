@@ -8,13 +8,20 @@ the original once per image up to the largest ψ and branches every ψ from its
 cutoff, carrying the scheduler and generator state so stochastic schedulers
 stay exact. Each image has its own CPU generator seeded with its seed, so no
 image depends on how images were batched.
+
+Model families (``families.py``): SD 1.x/2.x, SDXL, SD3 and Flux run through
+the same loop; prompt encoding, the denoiser's call, the schedule, latent
+packing and decoding come from the family's adapter, detected from the
+pipeline. ψ means the same on every family: the original runs the scheduled
+steps with ``t >= c = round(N * (1 - ψ))``. On flow-matching schedules (SD3,
+Flux) the timesteps are ``t = σ·N`` (N = ``num_train_timesteps`` = 1000), so
+the original denoises while the noise level ``σ >= 1 - ψ``.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import math
 import time
 import warnings
@@ -24,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .families import Family, _encode_sd, check_family_pipeline, family_of
 from .loading import check_pipeline, load_unlearned
 from .schedule import StepSplit, check_psi, split_steps
 
@@ -171,52 +179,51 @@ class _Trajectory:
         return _Trajectory(self.latents.clone(), copy.deepcopy(self.scheduler), clones)
 
 
-def _encode(
-    pipe: Any, prompts: list[str], device: torch.device, cfg: bool, negative_prompts: list[str] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prompt and negative embeddings (empty prompt unless ``negative_prompts``), as the pipeline computes them."""
-    if hasattr(pipe, "encode_prompt"):
-        positive, negative = pipe.encode_prompt(prompts, device, 1, cfg, negative_prompt=negative_prompts)
-        return positive, negative if cfg else None
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
-
-    def embed(texts: list[str]) -> torch.Tensor:
-        ids = tokenizer(
-            texts, padding="max_length", max_length=tokenizer.model_max_length,
-            truncation=True, return_tensors="pt",
-        ).input_ids.to(device)
-        return encoder(ids)[0]
-
-    negatives = negative_prompts if negative_prompts is not None else [""] * len(prompts)
-    return embed(prompts), embed(negatives) if cfg else None
+#: SD 1.x/2.x prompt encoding (kept under its old name).
+_encode = _encode_sd
 
 
 class _Model:
-    """One side of the hand-off: a UNet with the prompt embeddings it uses."""
+    """One side of the hand-off: a denoiser (UNet or transformer) with the conditioning it uses.
+
+    ``engine`` gives the family and the settings some families encode with (image
+    size, sequence length); without it the pipeline is taken for SD 1.x/2.x.
+    """
 
     def __init__(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool, dtype: torch.dtype,
-                 negative_prompts: list[str] | None = None):
-        self.unet = pipe.unet
+                 negative_prompts: list[str] | None = None, engine: Any = None):
+        self.family: Family = engine.family if engine is not None else family_of(pipe)
+        self.unet = self.family.denoiser(pipe)
         with torch.inference_mode():
-            positive, negative = _encode(pipe, prompts, device, cfg, negative_prompts)
-        self.positive = positive.to(dtype)
-        self.negative = None if negative is None else negative.to(dtype)
+            positive, negative = self.family.encode(pipe, prompts, device, cfg, negative_prompts, engine)
+        self.positive = self.family.to_dtype(positive, dtype)
+        self.negative = self.family.to_dtype(negative, dtype)
 
-    def embeddings(self, prompt_index: torch.Tensor) -> torch.Tensor:
-        positive = self.positive[prompt_index]
-        if self.negative is None:
-            return positive
-        return torch.cat([self.negative[prompt_index], positive])
+    def embeddings(self, prompt_index: torch.Tensor) -> Any:
+        """The conditioning rows of ``prompt_index`` (negative rows first under CFG)."""
+        return Family.select(self.positive, self.negative, prompt_index)
 
 
 class PartialDiffusion:
     """Partial diffusion between an original and an unlearned diffusers model.
 
     ``original`` is a StableDiffusionPipeline (or anything with the same
-    parts); ``unlearned`` is another pipeline, a ``UNet2DConditionModel`` or a
-    path to UNet weights (see ``load_unlearned``). The original's scheduler
-    drives both models. ``batch_size`` is the number of images per UNet call
-    (twice that many rows go in with classifier-free guidance).
+    parts), a StableDiffusionXLPipeline, StableDiffusion3Pipeline or
+    FluxPipeline; ``unlearned`` is another pipeline of the same family, its
+    denoiser (``UNet2DConditionModel``, ``SD3Transformer2DModel``,
+    ``FluxTransformer2DModel``) or a path (see ``load_unlearned``). The
+    original's scheduler drives both models. ``batch_size`` is the number of
+    images per denoiser call (twice that many rows go in with classifier-free
+    guidance).
+
+    ψ on every family: the original runs the scheduled steps with
+    ``t >= round(N * (1 - ψ))``, N = ``num_train_timesteps``; on SD3's and Flux's
+    flow-matching schedules ``t = σ·N``, so the original runs while ``σ >= 1 - ψ``.
+    ``max_sequence_length`` is the T5 length of SD3/Flux (None: the pipeline's
+    default, 256 and 512); ``true_cfg_scale`` is Flux's classifier-free guidance
+    with a negative prompt (off at 1.0, as in ``FluxPipeline``), while
+    ``guidance_scale`` goes into Flux's guidance embedding. The trajectory cache
+    runs for SD 1.x/2.x only (``Family.cache_off_reason`` says why not elsewhere).
     """
 
     def __init__(
@@ -235,8 +242,25 @@ class PartialDiffusion:
         max_mixed_images: int | None = None,
         compile_unet: bool | dict[str, Any] = False,
         cache_images: bool = True,
+        max_sequence_length: int | None = None,
+        true_cfg_scale: float = 1.0,
     ) -> None:
-        check_pipeline(original, name="original")
+        #: The model family's adapter (``families.py``), detected from the original pipeline.
+        self.family: Family = family_of(original)
+        if self.family.name == "sd":
+            check_pipeline(original, name="original")
+        else:
+            check_family_pipeline(original, self.family, name="original")
+        if max_sequence_length is not None and (
+            isinstance(max_sequence_length, bool) or not isinstance(max_sequence_length, int) or max_sequence_length < 1
+        ):
+            raise ValueError(f"max_sequence_length must be an integer >= 1 or None, got {max_sequence_length!r}")
+        if isinstance(true_cfg_scale, bool) or not isinstance(true_cfg_scale, int | float) or not math.isfinite(
+            true_cfg_scale
+        ):
+            raise ValueError(f"true_cfg_scale must be a finite number, got {true_cfg_scale!r}")
+        self.max_sequence_length = max_sequence_length
+        self.true_cfg_scale = float(true_cfg_scale)
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
             raise TypeError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
         if num_inference_steps < 1:
@@ -271,12 +295,15 @@ class PartialDiffusion:
         self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
         self.batch_size = batch_size
-        scale = 2 ** (len(original.vae.config.block_out_channels) - 1)
-        self.height = height or original.unet.config.sample_size * scale
-        self.width = width or original.unet.config.sample_size * scale
-        self._latent_shape = (
-            original.unet.config.in_channels, self.height // scale, self.width // scale,
-        )
+        self.height = height or self.family.default_size(original)
+        self.width = width or self.family.default_size(original)
+        self._latent_shape = self.family.latent_shape(self)
+        if cache is not None and self.family.cache_off_reason:
+            warnings.warn(
+                f"pytest-uoc: trajectory cache off for this {self.family.label} engine: "
+                f"{self.family.cache_off_reason}", stacklevel=2,
+            )
+            cache = None
         #: Optional ``TrajectoryCache``: the original's states at each hand-off, kept between runs.
         self.cache = cache
         #: Finish the branches of different ψ together, in UNet calls that mix their timesteps.
@@ -292,11 +319,11 @@ class PartialDiffusion:
 
     @property
     def device(self) -> torch.device:
-        return self.original.unet.device
+        return self.family.denoiser(self.original).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.original.unet.dtype
+        return self.family.denoiser(self.original).dtype
 
     @property
     def mixing(self) -> bool:
@@ -307,12 +334,11 @@ class PartialDiffusion:
 
     @property
     def do_cfg(self) -> bool:
-        time_cond = getattr(self.original.unet.config, "time_cond_proj_dim", None)
-        return self.guidance_scale > 1.0 and time_cond is None
+        return self.family.cfg(self)
 
     def _new_scheduler(self) -> Any:
         scheduler = copy.deepcopy(self.original.scheduler)
-        scheduler.set_timesteps(self.num_inference_steps, device=self.device)
+        self.family.set_timesteps(scheduler, self)
         return scheduler
 
     @property
@@ -361,23 +387,31 @@ class PartialDiffusion:
         total_steps = len(self.timesteps)
         items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
         cfg = self.do_cfg
-        original = _Model(self.original, prompt_list, self.device, cfg, self.dtype)
-        original.unet = self._forward_of(self.original.unet)
-        shared_text = (
-            self.unlearned.text_encoder is self.original.text_encoder
-            and self.unlearned.tokenizer is self.original.tokenizer
+        original = _Model(self.original, prompt_list, self.device, cfg, self.dtype, engine=self)
+        original.unet = self._forward_of(original.unet)
+        shared_text = all(
+            getattr(self.unlearned, part, None) is getattr(self.original, part, None)
+            for part in self.family.text_parts
         )
         if null is not None:
             negatives = prompt_list if null.negative == "concept" else None
-            finisher = _Model(self.original, list(null.anchors), self.device, cfg, self.dtype, negatives)
+            if negatives is not None and not cfg:
+                warnings.warn(
+                    f"pytest-uoc: this {self.family.label} engine runs without classifier-free guidance "
+                    + ("(true_cfg_scale <= 1)" if self.family.name == "flux" else "(guidance_scale <= 1)")
+                    + ", so the negative prompt is ignored, as the pipeline ignores it: the lower null "
+                    "equals the upper null", stacklevel=2,
+                )
+            finisher = _Model(self.original, list(null.anchors), self.device, cfg, self.dtype, negatives, engine=self)
             finisher.unet = original.unet
-            finisher_role, images_key = "null", self._finished_key(null)
+            finisher_role = "null"
+            images_key = self._finished_key(null) if self.cache is not None else None
         else:
             if shared_text:
                 finisher = copy.copy(original)
             else:
-                finisher = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype)
-            finisher.unet = self._forward_of(self.unlearned.unet)
+                finisher = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype, engine=self)
+            finisher.unet = self._forward_of(self.family.denoiser(self.unlearned))
             finisher_role, images_key = "unlearned", None
         by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
         counts = {"original": 0, "unlearned": 0, "null": 0}
@@ -424,43 +458,35 @@ class PartialDiffusion:
             randn_tensor((1, *self._latent_shape), generator=gen, device=self.device, dtype=self.dtype)
             for gen in generators
         ]
-        latents = torch.cat(noise) * scheduler.init_noise_sigma
+        latents = self.family.initial(torch.cat(noise), scheduler, self)
         return _Trajectory(latents, scheduler, generators)
 
     def _step_kwargs(self, scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
-        params = set(inspect.signature(scheduler.step).parameters)
-        kwargs: dict[str, Any] = {}
-        if "eta" in params:
-            kwargs["eta"] = self.eta
-        if "generator" in params:
-            kwargs["generator"] = generators
-        return kwargs
+        return self.family.step_kwargs(self, scheduler, generators)
 
-    def _denoise(self, model: _Model, state: _Trajectory, step: int, embeddings: torch.Tensor) -> None:
+    def _denoise(self, model: _Model, state: _Trajectory, step: int, embeddings: Any) -> None:
         t, latent_in = self._model_input(model, state, step)
-        noise = model.unet(latent_in, t, encoder_hidden_states=embeddings, return_dict=False)[0]
+        noise = model.family.forward(model.unet, latent_in, t, embeddings, self)
         self._advance(model, state, step, noise)
 
     @staticmethod
     def _model_input(model: _Model, state: _Trajectory, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The timestep and the scaled UNet input of one step (doubled for classifier-free guidance)."""
+        """The timestep and the scaled denoiser input of one step (doubled for classifier-free guidance)."""
         t = state.scheduler.timesteps[step]
         latent_in = torch.cat([state.latents] * 2) if model.negative is not None else state.latents
-        return t, state.scheduler.scale_model_input(latent_in, t)
+        return t, model.family.scale_input(state.scheduler, latent_in, t)
 
     def _advance(self, model: _Model, state: _Trajectory, step: int, noise: torch.Tensor) -> None:
-        """Apply guidance to the UNet's output and take the scheduler step."""
+        """Apply guidance to the denoiser's output and take the scheduler step."""
         if model.negative is not None:
             uncond, cond = noise.chunk(2)
-            noise = uncond + self.guidance_scale * (cond - uncond)
+            noise = uncond + self.family.cfg_scale(self) * (cond - uncond)
         t = state.scheduler.timesteps[step]
         kwargs = self._step_kwargs(state.scheduler, state.generators)
         state.latents = state.scheduler.step(noise, t, state.latents, **kwargs, return_dict=False)[0]
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        vae = self.original.vae
-        image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1).float().cpu()
+        return self.family.decode(self.original.vae, latents, self)
 
     def _branch_batch(
         self,
@@ -535,7 +561,7 @@ class PartialDiffusion:
         self,
         branches: dict[int, _Trajectory],
         model: _Model,
-        embeddings: torch.Tensor,
+        embeddings: Any,
         total: int,
         counts: dict[str, int],
         images: int,
@@ -559,10 +585,10 @@ class PartialDiffusion:
                     t, latent_in = self._model_input(model, branches[key], position[key])
                     inputs.append(latent_in)
                     steps_in.append(t.reshape(1).expand(latent_in.shape[0]))
-                noise_all = model.unet(
-                    torch.cat(inputs), torch.cat(steps_in), encoder_hidden_states=torch.cat([embeddings] * len(group)),
-                    return_dict=False,
-                )[0]
+                noise_all = model.family.forward(
+                    model.unet, torch.cat(inputs), torch.cat(steps_in), model.family.repeat(embeddings, len(group)),
+                    self,
+                )
                 for key, noise in zip(group, noise_all.split([x.shape[0] for x in inputs]), strict=True):
                     self._advance(model, branches[key], position[key], noise)
                     position[key] += 1

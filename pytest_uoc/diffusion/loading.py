@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from . import checkpoints as ck
+from . import families as fam
 
 __all__ = [
     "KINDS", "check_unet_compatible", "is_pipeline", "load_pipeline", "load_unlearned", "load_unet_state_dict",
@@ -134,8 +135,9 @@ def check_unet_compatible(original_unet: Any, unet: Any) -> None:
         )
 
 
-def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = None) -> Any:
-    """Load a StableDiffusionPipeline folder from local disk only."""
+def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = None,
+                  pipeline_class: Any = None) -> Any:
+    """Load a StableDiffusionPipeline folder (or one of ``pipeline_class``) from local disk only."""
     from diffusers import StableDiffusionPipeline
 
     folder = Path(path)
@@ -146,9 +148,12 @@ def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = N
             f"{folder} is not a diffusers pipeline folder (no model_index.json); "
             "give the folder written by pipeline.save_pretrained()"
         )
-    kwargs: dict[str, Any] = {"local_files_only": True, "safety_checker": None, **pretrained_dtype(dtype)}
+    kwargs: dict[str, Any] = {"local_files_only": True, **pretrained_dtype(dtype)}
+    cls = pipeline_class or StableDiffusionPipeline
+    if "safety_checker" in inspect.signature(cls.__init__).parameters:
+        kwargs["safety_checker"] = None
     with quiet_loading():
-        return StableDiffusionPipeline.from_pretrained(str(folder), **kwargs)
+        return cls.from_pretrained(str(folder), **kwargs)
 
 
 def read_weight_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -281,8 +286,10 @@ def _folder_class(folder: Path) -> str | None:
 
 
 def _load_folder(original: Any, path: Path, kind: str) -> Any:
+    _check_folder_family(original, path)
     if (path / "model_index.json").is_file() and kind in ("auto", "diffusers"):
-        pipe = load_pipeline(path, dtype=original.unet.dtype).to(original.unet.device)
+        cls = None if fam.family_of(original).name == "sd" else type(original)
+        pipe = load_pipeline(path, dtype=original.unet.dtype, pipeline_class=cls).to(original.unet.device)
         check_unet_compatible(original.unet, pipe.unet)
         return _record(pipe, {"kind": "diffusers", "path": str(path), "what": "whole pipeline"})
     for folder in (path, path / "unet", path / "text_encoder"):
@@ -310,6 +317,7 @@ def _load_folder(original: Any, path: Path, kind: str) -> Any:
 def _load_file(original: Any, path: Path, kind: str) -> Any:
     source = str(path)
     state = read_weight_file(path)
+    _check_same_family(original, fam.family_name_of_state(list(state)), f"{source} (from its keys)")
     if not ck.is_lora(list(state)):
         state = _strip_unet_prefix(state)
     reference = original.unet.state_dict()
@@ -367,9 +375,16 @@ def load_unlearned(original: Any, source: Any, kind: str = "auto") -> Any:
     a path carries ``pipe.uoc_checkpoint`` (kind, path, tensors, how many differ
     from the original and where).
     """
-    check_pipeline(original, name="original")
+    family = fam.family_of(original)
+    if family.denoiser_attr != "unet":
+        return _load_transformer_family(original, source, kind, family)
+    if family.name == "sd":
+        check_pipeline(original, name="original")
+    else:
+        fam.check_family_pipeline(original, family, name="original")
     _check_kind(kind)
-    if is_pipeline(source):
+    if _is_any_pipeline(source):
+        _check_same_family(original, fam.family_of(source).name, f"the unlearned pipeline ({type(source).__name__})")
         check_unet_compatible(original.unet, source.unet)
         return source
     if isinstance(source, torch.nn.Module):
@@ -377,6 +392,7 @@ def load_unlearned(original: Any, source: Any, kind: str = "auto") -> Any:
             raise TypeError(
                 f"unlearned model must be a pipeline, a UNet2DConditionModel or a path, got {type(source).__name__}"
             )
+        _check_same_family(original, fam.family_name_of_model(source), f"the unlearned {type(source).__name__}")
         check_unet_compatible(original.unet, source)
         unet = source
         if (source.device, source.dtype) != (original.unet.device, original.unet.dtype):
@@ -393,3 +409,150 @@ def load_unlearned(original: Any, source: Any, kind: str = "auto") -> Any:
     if path.is_dir():
         return _load_folder(original, path, kind)
     return _load_file(original, path, kind)
+
+
+# -- model families ---------------------------------------------------------------------------
+
+
+def _is_any_pipeline(obj: object) -> bool:
+    """A diffusers pipeline of any family (it has a scheduler, a VAE and a UNet or transformer)."""
+    return hasattr(obj, "scheduler") and hasattr(obj, "vae") and (hasattr(obj, "unet") or hasattr(obj, "transformer"))
+
+
+def _check_same_family(original: Any, found: str | None, what: str) -> None:
+    """ValueError naming both families when ``found`` (a family name; None: unknown) is not the original's."""
+    ours = fam.family_of(original)
+    if found is None or found == ours.name:
+        return
+    theirs = fam.family_of_name(found)
+    raise ValueError(
+        f"{what} is a {theirs.label} model, but the original is a {ours.label} pipeline "
+        f"({type(original).__name__}); an unlearned model must be of the original's family "
+        f"({ours.label}), with the same architecture and edited weights"
+    )
+
+
+def _folder_family(path: Path) -> str | None:
+    """The family of a diffusers folder: a pipeline's ``model_index.json`` or a denoiser's ``config.json``."""
+    index = path / "model_index.json"
+    if index.is_file():
+        try:
+            cls = str(json.loads(index.read_text()).get("_class_name", ""))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{index} is not readable JSON ({exc})") from None
+        for prefix, name in fam._PIPELINE_PREFIXES:
+            if cls.startswith(prefix):
+                return name
+        if cls.startswith("StableDiffusion"):
+            return "sd"
+        return None
+    for folder in (path, path / "unet", path / "transformer"):
+        config_file = folder / "config.json"
+        if config_file.is_file():
+            try:
+                config = json.loads(config_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{config_file} is not readable JSON ({exc})") from None
+            found = fam.family_name_of_config(config)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_folder_family(original: Any, path: Path) -> None:
+    _check_same_family(original, _folder_family(path), f"{path} (from its config)")
+
+
+def _check_denoiser_compatible(original_model: Any, model: Any, label: str) -> None:
+    """ValueError naming the configuration entries where two denoisers of one family differ."""
+    def plain(value: Any) -> Any:  # a saved config reads tuples back as lists
+        return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+    ref, new = dict(original_model.config), dict(model.config)
+    keys = [k for k in ref if not k.startswith("_")]
+    diffs = [f"{k}: original {ref.get(k)!r}, unlearned {new.get(k)!r}"
+             for k in keys if plain(ref.get(k)) != plain(new.get(k))]
+    if diffs:
+        raise ValueError(
+            f"the unlearned {label} {type(model).__name__} does not match the original's configuration ("
+            + "; ".join(diffs[:6]) + "); it must be the same architecture with edited weights"
+        )
+
+
+def _load_transformer_family(original: Any, source: Any, kind: str, family: Any) -> Any:
+    """``load_unlearned`` for SD3 and Flux: a pipeline, a transformer, a diffusers folder or a weight file.
+
+    Weight files are complete or partial diffusers-format transformer state dicts
+    (an optional ``transformer.`` prefix is dropped); LDM single files, LoRA and
+    text-encoder-only checkpoints are not supported for these families yet.
+    """
+    fam.check_family_pipeline(original, family, name="original")
+    _check_kind(kind)
+    denoiser = family.denoiser(original)
+    attr = family.denoiser_attr
+    if _is_any_pipeline(source):
+        _check_same_family(original, fam.family_of(source).name, f"the unlearned pipeline ({type(source).__name__})")
+        _check_denoiser_compatible(denoiser, family.denoiser(source), family.label)
+        return source
+    if isinstance(source, torch.nn.Module):
+        if not hasattr(source, "config"):
+            raise TypeError(
+                f"unlearned model must be a pipeline, a {type(denoiser).__name__} or a path, got {type(source).__name__}"
+            )
+        _check_same_family(original, fam.family_name_of_model(source), f"the unlearned {type(source).__name__}")
+        _check_denoiser_compatible(denoiser, source, family.label)
+        model = source
+        if (source.device, source.dtype) != (denoiser.device, denoiser.dtype):
+            model = source.to(device=denoiser.device, dtype=denoiser.dtype)
+        return _pipeline_with(original, **{attr: model})
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(
+            f"unlearned model must be a pipeline, a {type(denoiser).__name__} or a path to its weights, "
+            f"got {type(source).__name__}"
+        )
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"unlearned model path does not exist: {path}")
+    if kind in ("ldm", "lora", "text_encoder"):
+        raise ValueError(
+            f"checkpoint kind {kind!r} is not supported for {family.label} yet (see docs/compatibility.md); "
+            "give a pipeline, a transformer, a diffusers folder or a diffusers-format transformer state dict"
+        )
+    if path.is_dir():
+        _check_folder_family(original, path)
+        if (path / "model_index.json").is_file():
+            pipe = load_pipeline(path, dtype=denoiser.dtype, pipeline_class=type(original)).to(denoiser.device)
+            _check_denoiser_compatible(denoiser, family.denoiser(pipe), family.label)
+            return _record(pipe, {"kind": "diffusers", "path": str(path), "what": "whole pipeline"})
+        for folder in (path, path / attr):
+            if (folder / "config.json").is_file():
+                with quiet_loading():
+                    model = type(denoiser).from_pretrained(
+                        str(folder), local_files_only=True, **pretrained_dtype(denoiser.dtype)
+                    )
+                _check_denoiser_compatible(denoiser, model, family.label)
+                pipe = _pipeline_with(original, **{attr: model.to(denoiser.device)})
+                return _record(pipe, ck.checkpoint_record("diffusers", str(folder), denoiser.state_dict(),
+                                                          model.state_dict()))
+        weight_files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+        if len(weight_files) != 1:
+            raise ValueError(
+                f"{path} is neither a diffusers pipeline/{attr} folder nor holds exactly one weight file"
+            )
+        path = weight_files[0]
+    source_name = str(path)
+    state = read_weight_file(path)
+    _check_same_family(original, fam.family_name_of_state(list(state)), f"{source_name} (from its keys)")
+    if ck.is_lora(list(state)):
+        raise ValueError(f"{source_name} is a LoRA adapter; LoRA is not supported for {family.label} yet")
+    if state and all(key.startswith(attr + ".") for key in state):
+        state = {key[len(attr) + 1:]: value for key, value in state.items()}
+    reference = denoiser.state_dict()
+    if set(state) == set(reference) or kind == "diffusers":
+        model = _unet_from_state_dict(denoiser, state, source_name)
+        found = "diffusers"
+    else:
+        model = ck.merge_partial(denoiser, state, source_name)
+        found = "partial"
+    pipe = _pipeline_with(original, **{attr: model})
+    return _record(pipe, ck.checkpoint_record(found, source_name, reference, state))

@@ -17,6 +17,13 @@ diffusion. (Diffusers' img2img at strength 1 still keeps √ᾱ of the reference
 about 0.08 of it for Stable Diffusion's schedule; here strength 1 means none.)
 Every strength strictly between 0 and 1 matches diffusers' img2img pipeline,
 given the same latents, to float rounding.
+
+Other families follow their own img2img pipeline (``families.py``): SDXL's
+``StableDiffusionXLImg2ImgPipeline`` as above; SD3's and Flux's img2img encode
+``(mean - shift_factor) * scaling_factor``, start at ``t_start = int(steps -
+min(steps * s, steps))`` and noise with flow matching's ``scale_noise`` (σ·noise
++ (1 - σ)·latents; Flux packs the result into tokens). On flow matching, strength
+1 is σ = 1: pure noise, as in diffusers.
 """
 
 from __future__ import annotations
@@ -65,9 +72,7 @@ def restore_start(engine: PartialDiffusion, strength: float) -> int:
     generation from noise.
     """
     value = check_strength(strength)
-    steps = engine.num_inference_steps
-    init_timestep = min(int(steps * value), steps)
-    return max(steps - init_timestep, 0)
+    return engine.family.restore_start(engine.num_inference_steps, value)
 
 
 def load_reference_images(paths: Sequence[str | Path], height: int, width: int) -> torch.Tensor:
@@ -127,7 +132,7 @@ def encode_references(engine: PartialDiffusion, references: torch.Tensor, batch_
     with torch.inference_mode():
         for start in range(0, references.shape[0], size):
             chunk = references[start:start + size].clamp(0, 1).to(engine.device, vae.dtype) * 2 - 1
-            latents.append(vae.encode(chunk).latent_dist.mean * vae.config.scaling_factor)
+            latents.append(engine.family.encode_images(vae, chunk))
     return torch.cat(latents).to(engine.dtype)
 
 
@@ -194,7 +199,7 @@ def restore(
         negatives = prompt_list if null.negative == "concept" else None
         model = _Model(engine.original, list(null.anchors), engine.device, engine.do_cfg, engine.dtype, negatives)
     else:
-        model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype)
+        model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype, engine=engine)
     by_start: dict[int, list[torch.Tensor]] = {k: [] for k in sorted(set(starts.values()))}
     evals = 0
     with torch.inference_mode():
@@ -206,7 +211,7 @@ def restore(
             for t_start in by_start:
                 state = _noised(engine, init, batch, t_start)
                 if state is None:  # strength 0: nothing to denoise
-                    by_start[t_start].append(engine._decode(init))
+                    by_start[t_start].append(engine._decode(engine.family.pack(init, engine)))
                     continue
                 begin = t_start * getattr(state.scheduler, "order", 1)
                 for step in range(begin, len(state.scheduler.timesteps)):
@@ -238,6 +243,6 @@ def _noised(engine: PartialDiffusion, init: torch.Tensor, batch: list[tuple[int,
         for gen in generators
     ])
     timestep = scheduler.timesteps[begin:begin + 1].repeat(len(batch))
-    latents = scheduler.add_noise(init, noise, timestep)
+    latents = engine.family.noised(scheduler, init, noise, timestep, engine)
     return _Trajectory(latents, scheduler, generators)
 

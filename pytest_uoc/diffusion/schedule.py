@@ -5,6 +5,12 @@ timesteps the cutoff is ``c = round(N * (1 - ψ))``; the original model runs
 every scheduled step whose timestep ``t >= c`` and the unlearned model the
 rest. Timesteps are scheduled in decreasing order, so the original always runs
 a prefix of the schedule.
+
+ψ on flow-matching schedules (SD3, Flux): the timesteps are ``t = σ·N`` with σ
+in (0, 1], so the original runs while ``σ >= 1 - ψ``. Their first timestep is
+``t = N`` itself, which ``t >= c`` would hand to the original even at ψ = 0;
+ψ = 0 means the unlearned model alone, so at ψ = 0 the original runs no step
+(on SD's schedules, whose timesteps stay below N, this changes nothing).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ def split_steps(
     ts = tuple(float(t) for t in timesteps)
     if any(later > earlier for earlier, later in zip(ts, ts[1:], strict=False)):
         raise ValueError("timesteps must be in non-increasing order, as diffusers schedules them")
-    handoff = sum(1 for t in ts if t >= cutoff)
+    handoff = 0 if value == 0.0 else sum(1 for t in ts if t >= cutoff)
     return StepSplit(
         psi=value,
         cutoff=cutoff,

@@ -1,0 +1,506 @@
+"""SDXL, SD3 and Flux: the engine reproduces each family's own diffusers pipeline exactly.
+
+The reference is the family's pipeline (``StableDiffusionXLPipeline``,
+``StableDiffusion3Pipeline``, ``FluxPipeline``) called once with a step-end
+callback that swaps the denoiser (``pipe.unet`` / ``pipe.transformer``) at the
+cutoff, one CPU generator per image (``reference_partial_diffusion``). Every
+component is a tiny random-weight model built here, offline, with the sizes of
+diffusers' own pipeline tests; T5 (Flux's second encoder) shares the CLIP
+tokenizer, and SD3 runs without T5 (``text_encoder_3=None``, which SD3 supports).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from pytest_uoc.diffusion import PartialDiffusion, load_unlearned, restore
+from pytest_uoc.diffusion.engine import NullFinish
+from pytest_uoc.diffusion.families import family_name_of_model, family_name_of_state, family_of
+from pytest_uoc.diffusion.reference import reference_partial_diffusion
+from pytest_uoc.diffusion.restore import encode_references
+
+WORDS = ["a red handwritten three", "a green handwritten eight", "a handwritten seven", "trois", "red", "green"]
+PROMPTS = ["a red handwritten three", "a green handwritten eight"]
+ANCHORS = ("a red handwritten", "a green handwritten")
+SEEDS = [0, 7]
+PSIS = [0.0, 0.001, 0.3, 0.6, 1.0]
+STEPS = 5
+SIZE = 16  # pixels; 8×8 latents
+MSL = 8  # T5 / SD3 sequence length: short, for speed
+ATOL = 1e-4
+
+
+# -- tiny components, as diffusers' own tests build them ---------------------------------------
+
+
+def _tokenizer():
+    from pytest_uoc.zoo.build import build_tokenizer
+
+    return build_tokenizer(WORDS, 16)
+
+
+def _clip_config(tok):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=tok.model_max_length, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, projection_dim=32, hidden_act="gelu",
+    )
+
+
+def _flow_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        sample_size=SIZE, in_channels=3, out_channels=3, block_out_channels=(4, 8),
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1,
+        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+        shift_factor=0.0609, scaling_factor=1.5035,
+    )
+
+
+def sdxl_unet(seed: int):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=SIZE // 2, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=4,
+    )
+
+
+def build_sdxl(scheduler: str = "euler"):
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tok = _tokenizer()
+    unet = sdxl_unet(0)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, sample_size=SIZE, norm_num_groups=4,
+        layers_per_block=1,
+    )
+    text_encoder = CLIPTextModel(_clip_config(tok))
+    text_encoder_2 = CLIPTextModelWithProjection(_clip_config(tok))
+    config = dict(beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear",
+                  timestep_spacing="leading")
+    sched = EulerDiscreteScheduler(**config) if scheduler == "euler" else DDIMScheduler(**config, clip_sample=False)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=sched)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sd3_transformer(seed: int):
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(
+        sample_size=SIZE // 2, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64,
+        out_channels=4,
+    )
+
+
+def build_sd3():
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    tok = _tokenizer()
+    transformer = sd3_transformer(0)
+    torch.manual_seed(0)
+    vae = _flow_vae()
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+        text_encoder=CLIPTextModelWithProjection(_clip_config(tok)), tokenizer=tok,
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(tok)), tokenizer_2=tok,
+        text_encoder_3=None, tokenizer_3=None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def flux_transformer(seed: int):
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+        guidance_embeds=True,
+    )
+
+
+def build_flux():
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    tok = _tokenizer()
+    transformer = flux_transformer(0)
+    torch.manual_seed(0)
+    vae = _flow_vae()
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                 relative_attention_num_buckets=8)).eval()  # built in train mode: no dropout
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+        max_image_seq_len=4096, shift=3.0,
+    )
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(_clip_config(tok)), tokenizer=tok,
+                        text_encoder_2=t5, tokenizer_2=tok, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+#: name: (builder, unlearned denoiser, engine kwargs, pipeline call kwargs)
+CASES = {
+    "sdxl-euler": (lambda: build_sdxl("euler"), lambda: sdxl_unet(1), {}, {}),
+    "sdxl-ddim-eta1": (lambda: build_sdxl("ddim"), lambda: sdxl_unet(1), {"eta": 1.0}, {"eta": 1.0}),
+    "sd3": (build_sd3, lambda: sd3_transformer(1), {"max_sequence_length": MSL}, {"max_sequence_length": MSL}),
+    "flux": (build_flux, lambda: flux_transformer(1), {"max_sequence_length": MSL, "guidance_scale": 3.5},
+             {"max_sequence_length": MSL}),
+}
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a - b).abs().max())
+
+
+def make_engine(name: str, **overrides):
+    build, unlearned, engine_kwargs, _ = CASES[name]
+    pipe, denoiser = build(), unlearned()
+    kwargs = {"num_inference_steps": STEPS, "guidance_scale": 5.0, "height": SIZE, "width": SIZE,
+              **engine_kwargs, **overrides}
+    return PartialDiffusion(pipe, denoiser, **kwargs)
+
+
+def call_kwargs(name: str, engine) -> dict:
+    """What the family's pipeline call needs to run as the engine runs."""
+    kwargs = {"height": SIZE, "width": SIZE, **CASES[name][3]}
+    eta = kwargs.pop("eta", 0.0)
+    kwargs["guidance_scale"] = engine.guidance_scale
+    return {"eta": eta, **kwargs}
+
+
+def reference(name: str, engine, psi: float, prompts=PROMPTS, seeds=SEEDS, **extra) -> torch.Tensor:
+    kwargs = call_kwargs(name, engine)
+    return reference_partial_diffusion(
+        engine.original, engine.family.denoiser(engine.unlearned), prompts, psi, seeds,
+        num_inference_steps=STEPS, **kwargs, **extra,
+    )
+
+
+def plain(pipe, name: str, engine, prompts=PROMPTS, seeds=SEEDS, **extra) -> torch.Tensor:
+    kwargs = call_kwargs(name, engine)
+    if not kwargs["eta"]:
+        kwargs.pop("eta")
+    generators = [torch.Generator("cpu").manual_seed(s) for _ in prompts for s in seeds]
+    with torch.inference_mode():
+        out = pipe([p for p in prompts for _ in seeds], num_inference_steps=STEPS, generator=generators,
+                   output_type="pt", **kwargs, **extra)
+    return out.images.float().cpu()
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    engine = make_engine(request.param)
+    return request.param, engine, engine.sweep(PROMPTS, PSIS, SEEDS)
+
+
+# -- detection and ψ -----------------------------------------------------------------------------
+
+
+def test_families_are_detected_from_pipeline_and_denoiser(tiny_pipe):
+    assert family_of(tiny_pipe).name == "sd"
+    assert family_name_of_model(tiny_pipe.unet) == "sd"
+    assert family_name_of_model(sdxl_unet(0)) == "sdxl"
+    assert family_name_of_model(sd3_transformer(0)) == "sd3"
+    assert family_name_of_model(flux_transformer(0)) == "flux"
+    assert family_name_of_state(list(sdxl_unet(0).state_dict())) == "sdxl"
+    assert family_name_of_state(list(sd3_transformer(0).state_dict())) == "sd3"
+    assert family_name_of_state(list(flux_transformer(0).state_dict())) == "flux"
+    assert family_name_of_state(list(tiny_pipe.unet.state_dict())) == "sd"
+
+
+def test_psi_on_flow_matching_schedules(case):
+    name, engine, sweep = case
+    timesteps = engine.timesteps
+    if name in ("sd3", "flux"):
+        # t = σ·N: the schedule starts at σ = 1 (t = N) and every t is σ·1000.
+        assert timesteps[0] == 1000.0
+        sigmas = engine._new_scheduler().sigmas[:-1]
+        assert torch.allclose(torch.tensor(timesteps), sigmas.float() * 1000)
+        # ψ = 0 is the unlearned model alone; any ψ > 0 gives the original the σ = 1 step.
+        assert engine.steps_for(0.0).handoff == 0 and engine.steps_for(0.001).handoff == 1
+        split = engine.steps_for(0.3)
+        assert all(timesteps[i] >= 700 for i in split.original)
+        assert all(timesteps[i] < 700 for i in split.unlearned)
+    handoffs = [sweep.splits[p].handoff for p in PSIS]
+    assert handoffs[0] == 0 and handoffs[-1] == STEPS
+    assert len(set(handoffs)) >= 4, handoffs
+
+
+# -- partial diffusion ----------------------------------------------------------------------------
+
+
+def test_sweep_and_generate_match_the_pipeline_with_a_denoiser_swap(case):
+    name, engine, sweep = case
+    distinct = {}
+    for psi in PSIS:
+        ref = reference(name, engine, psi)
+        assert sweep[psi].shape == (len(PROMPTS) * len(SEEDS), 3, SIZE, SIZE)
+        assert max_diff(sweep[psi], ref) <= ATOL, (name, psi)
+        distinct.setdefault(sweep.splits[psi].handoff, sweep[psi])
+    generated = engine.generate(PROMPTS, 0.6, SEEDS)
+    assert torch.equal(generated.images, sweep[0.6])
+    images = list(distinct.values())
+    for a, b in zip(images, images[1:], strict=False):
+        assert max_diff(a, b) > 1e-3  # the hand-off matters: the comparison has teeth
+
+
+def test_psi_one_and_zero_are_each_pipelines_own_output(case):
+    name, engine, sweep = case
+    assert max_diff(sweep[1.0], plain(engine.original, name, engine)) <= ATOL
+    assert max_diff(sweep[0.0], plain(engine.unlearned, name, engine)) <= ATOL
+    assert max_diff(sweep[0.0], sweep[1.0]) > 1e-3
+
+
+def test_mixed_branches_agree(case):
+    name, engine, sweep = case
+    mixed = PartialDiffusion(engine.original, engine.unlearned, num_inference_steps=STEPS,
+                             guidance_scale=engine.guidance_scale, eta=engine.eta, height=SIZE, width=SIZE,
+                             max_sequence_length=engine.max_sequence_length, mix_branches=True)
+    other = mixed.sweep(PROMPTS, PSIS, SEEDS)
+    for psi in PSIS:
+        assert max_diff(other[psi], sweep[psi]) <= 1e-5, psi
+
+
+def test_trajectory_cache_is_off_with_a_reason(tmp_path):
+    from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache
+
+    pipe = build_sd3()
+    with pytest.warns(UserWarning, match="trajectory cache off for this SD3 engine"):
+        engine = PartialDiffusion(pipe, sd3_transformer(1), num_inference_steps=STEPS, height=SIZE, width=SIZE,
+                                  max_sequence_length=MSL, cache=TrajectoryCache(tmp_path))
+    assert engine.cache is None
+
+
+# -- calibration nulls: the original finishes with the anchors ------------------------------------
+
+
+def _null_reference(name: str, engine, psi: float, null: NullFinish) -> torch.Tensor:
+    """The original's pipeline call whose callback swaps the conditioning to the anchors at the hand-off."""
+    pipe = engine.original
+    kwargs = call_kwargs(name, engine)
+    eta = kwargs.pop("eta")
+    if eta:
+        kwargs["eta"] = eta
+    rows = [a for a in null.anchors for _ in SEEDS]
+    negatives = [p for p in PROMPTS for _ in SEEDS] if null.negative == "concept" else None
+    generators = [torch.Generator("cpu").manual_seed(s) for _ in PROMPTS for s in SEEDS]
+    cutoff = engine.steps_for(psi).cutoff
+    if engine.steps_for(psi).handoff == 0:
+        with torch.inference_mode():
+            return pipe(rows, negative_prompt=negatives, num_inference_steps=STEPS, generator=generators,
+                        output_type="pt", **kwargs).images.float().cpu()
+    device = torch.device("cpu")
+    with torch.inference_mode():
+        if name.startswith("sdxl"):
+            pe, npe, pp, npp = pipe.encode_prompt(prompt=rows, device=device, num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=True, negative_prompt=negatives)
+            swap = {"prompt_embeds": torch.cat([npe, pe]), "add_text_embeds": torch.cat([npp, pp])}
+        else:
+            pe, npe, pp, npp = pipe.encode_prompt(prompt=rows, prompt_2=None, prompt_3=None,
+                                                  negative_prompt=negatives, do_classifier_free_guidance=True,
+                                                  device=device, num_images_per_prompt=1, max_sequence_length=MSL)
+            swap = {"prompt_embeds": torch.cat([npe, pe]), "pooled_prompt_embeds": torch.cat([npp, pp])}
+
+    def callback(p, step, timestep, callback_kwargs):
+        ts = p.scheduler.timesteps
+        if step + 1 < len(ts) and ts[step + 1] < cutoff:
+            return dict(swap)
+        return {}
+
+    with torch.inference_mode():
+        return pipe([p for p in PROMPTS for _ in SEEDS], num_inference_steps=STEPS, generator=generators,
+                    output_type="pt", callback_on_step_end=callback, **kwargs).images.float().cpu()
+
+
+class _Conditioned(torch.nn.Module):
+    """Flux's transformer with the text conditioning replaced (FluxPipeline's callback cannot swap pooled)."""
+
+    def __init__(self, inner, embeds, pooled):
+        super().__init__()
+        self.inner, self.embeds, self.pooled = inner, embeds, pooled
+        self.config = inner.config
+
+    def cache_context(self, name):
+        return self.inner.cache_context(name)
+
+    def forward(self, **kwargs):
+        kwargs["encoder_hidden_states"], kwargs["pooled_projections"] = self.embeds, self.pooled
+        return self.inner(**kwargs)
+
+
+@pytest.mark.parametrize("negative", ["empty", "concept"])
+@pytest.mark.parametrize("name", ["sdxl-euler", "sd3"])
+def test_null_finishes_match_the_pipeline(name, negative):
+    engine = make_engine(name)
+    null = NullFinish(ANCHORS, negative)
+    psis = [0.0, 0.3, 0.6]
+    sweep = engine.sweep(PROMPTS, psis, SEEDS, null=null)
+    plain_sweep = engine.sweep(PROMPTS, psis, SEEDS)
+    for psi in psis:
+        assert max_diff(sweep[psi], _null_reference(name, engine, psi, null)) <= ATOL, psi
+        assert max_diff(sweep[psi], plain_sweep[psi]) > 1e-3  # the original finishing is not the unlearned one
+
+
+def test_flux_null_finish_matches_the_pipeline():
+    engine = make_engine("flux")
+    null = NullFinish(ANCHORS, "empty")
+    psi = 0.6
+    sweep = engine.sweep(PROMPTS, [psi], SEEDS, null=null)
+    pipe = engine.original
+    rows = [a for a in ANCHORS for _ in SEEDS]
+    with torch.inference_mode():
+        embeds, pooled, _ = pipe.encode_prompt(prompt=rows, prompt_2=None, device=torch.device("cpu"),
+                                               num_images_per_prompt=1, max_sequence_length=MSL)
+    finisher = _Conditioned(pipe.transformer, embeds, pooled)
+    ref = reference_partial_diffusion(pipe, finisher, PROMPTS, psi, SEEDS, num_inference_steps=STEPS,
+                                      **{k: v for k, v in call_kwargs("flux", engine).items() if k != "eta"})
+    assert max_diff(sweep[psi], ref) <= ATOL
+    # Without true CFG the pipeline ignores negative prompts; the lower null says so and equals the upper.
+    with pytest.warns(UserWarning, match="lower null equals the upper null"):
+        lower = engine.sweep(PROMPTS, [psi], SEEDS, null=NullFinish(ANCHORS, "concept"))
+    assert torch.equal(lower[psi], sweep[psi])
+
+
+def test_flux_true_cfg_matches_the_pipeline():
+    engine = make_engine("flux", true_cfg_scale=4.0)
+    assert engine.do_cfg
+    sweep = engine.sweep(PROMPTS, [0.0, 0.6, 1.0], SEEDS)
+    kwargs = {k: v for k, v in call_kwargs("flux", engine).items() if k != "eta"}
+    for psi in (0.0, 0.6, 1.0):
+        ref = reference_partial_diffusion(
+            engine.original, engine.unlearned.transformer, PROMPTS, psi, SEEDS, num_inference_steps=STEPS,
+            negative_prompt=[""] * len(PROMPTS) * len(SEEDS), true_cfg_scale=4.0, **kwargs,
+        )
+        assert max_diff(sweep[psi], ref) <= ATOL, psi
+    assert max_diff(sweep[1.0], make_engine("flux").sweep(PROMPTS, [1.0], SEEDS)[1.0]) > 1e-3
+
+
+# -- restoration: the family's img2img pipeline ----------------------------------------------------
+
+
+IMG2IMG = {"sdxl-euler": "StableDiffusionXLImg2ImgPipeline", "sd3": "StableDiffusion3Img2ImgPipeline",
+           "flux": "FluxImg2ImgPipeline"}
+
+
+@pytest.mark.parametrize("name", list(IMG2IMG))
+def test_restore_matches_the_img2img_pipeline(name):
+    import diffusers
+
+    engine = make_engine(name)
+    references = engine.generate(PROMPTS, 1.0, SEEDS).images
+    latents = encode_references(engine, references)
+    strengths = [0.3, 0.6]
+    restored = restore(engine, latents, PROMPTS, strengths, SEEDS)
+    cls = getattr(diffusers, IMG2IMG[name])
+    img2img = cls(**{k: v for k, v in engine.unlearned.components.items()
+                     if k in cls.__init__.__code__.co_varnames})
+    img2img.set_progress_bar_config(disable=True)
+    kwargs = {k: v for k, v in call_kwargs(name, engine).items() if k != "eta"}
+    if name.startswith("sdxl"):
+        kwargs.pop("height"), kwargs.pop("width")
+    for strength in strengths:
+        generators = [torch.Generator("cpu").manual_seed(s) for _ in PROMPTS for s in SEEDS]
+        with torch.inference_mode():
+            own = img2img([p for p in PROMPTS for _ in SEEDS], image=latents, strength=strength,
+                          num_inference_steps=STEPS, generator=generators, output_type="pt", **kwargs).images
+        assert max_diff(restored[strength], own.float().cpu()) <= ATOL, strength
+    assert max_diff(restored[0.3], restored[0.6]) > 1e-3
+
+
+# -- loading: the family's own kinds, and another family's checkpoint -------------------------------
+
+
+def test_sdxl_checkpoints_given_an_sd15_original_are_refused(tiny_pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    unet = sdxl_unet(1)
+    with pytest.raises(ValueError, match=r"SDXL.*SD 1\.x/2\.x"):
+        load_unlearned(tiny_pipe, unet)
+    with pytest.raises(ValueError, match=r"SDXL.*SD 1\.x/2\.x"):
+        load_unlearned(tiny_pipe, build_sdxl())
+    unet.save_pretrained(tmp_path / "unet")
+    with pytest.raises(ValueError, match=r"SDXL.*SD 1\.x/2\.x"):
+        load_unlearned(tiny_pipe, tmp_path / "unet")
+    save_file(unet.state_dict(), str(tmp_path / "sdxl.safetensors"))
+    with pytest.raises(ValueError, match=r"sdxl\.safetensors.*SDXL.*SD 1\.x/2\.x"):
+        load_unlearned(tiny_pipe, tmp_path / "sdxl.safetensors")
+    # And the other way round: an SD 1.x UNet for an SDXL original; an SDXL pipeline is taken as is.
+    sdxl = build_sdxl()
+    with pytest.raises(ValueError, match=r"SD 1\.x/2\.x.*SDXL"):
+        load_unlearned(sdxl, tiny_pipe.unet)
+    other = build_sdxl("ddim")
+    assert load_unlearned(sdxl, other) is other
+    # Refused before any image: the engine does not get built.
+    with pytest.raises(ValueError, match="SDXL"):
+        PartialDiffusion(tiny_pipe, unet)
+
+
+def test_transformer_families_load_their_kinds_and_refuse_others(tiny_pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    pipe = build_sd3()
+    unlearned = sd3_transformer(1)
+    whole = build_sd3()
+    assert load_unlearned(pipe, whole) is whole
+    as_model = load_unlearned(pipe, unlearned)
+    assert as_model.transformer is unlearned and as_model.vae is pipe.vae
+    unlearned.save_pretrained(tmp_path / "transformer")
+    folder = load_unlearned(pipe, tmp_path)
+    state = unlearned.state_dict()
+    assert all(torch.equal(folder.transformer.state_dict()[k], v) for k, v in state.items())
+    save_file({f"transformer.{k}": v for k, v in state.items()}, str(tmp_path / "full.safetensors"))
+    full = load_unlearned(pipe, tmp_path / "full.safetensors")
+    assert full.uoc_checkpoint["kind"] == "diffusers"
+    assert all(torch.equal(full.transformer.state_dict()[k], v) for k, v in state.items())
+    attention = {k: v for k, v in state.items() if ".attn." in k}
+    save_file(attention, str(tmp_path / "partial.safetensors"))
+    partial = load_unlearned(pipe, tmp_path / "partial.safetensors")
+    merged = partial.transformer.state_dict()
+    assert partial.uoc_checkpoint["kind"] == "partial"
+    original = pipe.transformer.state_dict()
+    assert all(torch.equal(merged[k], attention[k] if k in attention else original[k]) for k in merged)
+    with pytest.raises(ValueError, match=r"Flux.*SD3"):
+        load_unlearned(pipe, flux_transformer(1))
+    with pytest.raises(ValueError, match=r"SD 1\.x/2\.x.*SD3"):
+        load_unlearned(pipe, tiny_pipe.unet)
+    with pytest.raises(ValueError, match=r"SD3.*SD 1\.x/2\.x"):
+        load_unlearned(tiny_pipe, unlearned)
+    save_file(flux_transformer(1).state_dict(), str(tmp_path / "flux.safetensors"))
+    with pytest.raises(ValueError, match=r"flux\.safetensors.*Flux.*SD3"):
+        load_unlearned(pipe, tmp_path / "flux.safetensors")
+    with pytest.raises(ValueError, match="kind 'lora' is not supported for SD3"):
+        load_unlearned(pipe, tmp_path / "partial.safetensors", kind="lora")
+
+
+def test_an_sd_pipeline_still_gets_the_sd_path(tiny_pipe, tiny_unet):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
+    assert engine.family.name == "sd" and engine.family.cache_off_reason is None
