@@ -30,13 +30,10 @@ THREE = ["a handwritten three", "the digit 3"]
 RED = ["a red handwritten two", "a red handwritten seven", "a red digit"]
 
 
-# The README's example, verbatim, run against the gold standard (conftest.py). It
-# does not pass, and that is the zoo's first finding (docs/zoo.md): by ψ = 0.55 the
-# original has already drawn the three, so even a model that never saw a three
-# finishes it, and the classifier tells those images from the gold standard's own.
-@pytest.mark.xfail(strict=True, reason="measured: the gold standard, which never saw a three, is 'retrieved' "
-                   "from psi=0.25 on (CCS 0.60 at 0.25, 0.87 at 0.55, classifier accuracy 0.91): an absolute "
-                   "gate belongs at small psi; beyond it, compare with a gold standard")
+# The README's example, verbatim, run against the gold standard (conftest.py): a model
+# that never saw a three. By ψ = 0.55 the original has drawn the three, so any model
+# finishes it (CCS 0.87); the calibrated verdict compares each image with the original
+# finishing the same hand-off unasked (the null finishes), and passes.
 @pytest.mark.gpu
 @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
 def test_three_is_truly_forgotten():

@@ -147,7 +147,8 @@ def _calibration_table(verdict: Any) -> list[str]:
     """
     cal = verdict.calibration
     ref = cal.get("mode") == "reference"
-    head = (f"  {'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
+    strength = cal.get("axis") == "strength"
+    head = (f"  {'strength' if strength else 'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
             + (f"{'gold':>5} | {'gap to gold [CI]':^20}" if ref else
                f"{'excess>upper [CI]':^22} | {'excess>lower [CI]':^22}"))
     lines = [f"shows the concept ({cal.get('scorer')}), anchors {cal.get('anchors')}:", head]
@@ -155,12 +156,14 @@ def _calibration_table(verdict: Any) -> list[str]:
         psi = point["psi"]
         hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
         lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
+        attacked = psi < 1 - 1e-9 if strength else psi > 1e-9
+        within = psi >= verdict.psi_limit - 1e-9 if strength else psi <= verdict.psi_limit + 1e-9
         flag = ""
-        if psi > 0 and point["original_steps"] == 0:
-            flag = "  <- no original step"
-        elif psi > 0 and hi["low"] > 0:
-            flag = "  <- concealed" if psi <= verdict.psi_limit + 1e-9 else ""
-        elif lo["high"] > verdict.ccs_max and psi <= verdict.psi_limit + 1e-9:
+        if attacked and point["original_steps"] == 0:
+            flag = "  <- no step" if strength else "  <- no original step"
+        elif attacked and hi["low"] > 0 and within:
+            flag = "  <- concealed"
+        elif lo["high"] > verdict.ccs_max and within:
             flag = "  <- above ccs_max"
         steps = f"{point['original_steps']}/{point['total_steps']}"
         cells = (f"  {psi:>5.3f} | {steps:>5} | {point['unlearned']['mean']:>9.3f} | "
@@ -171,9 +174,10 @@ def _calibration_table(verdict: Any) -> list[str]:
             cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
                       f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
         lines.append(cells + flag)
-    lines.append("rule: concealed = some ψ > 0 significantly above the "
+    lines.append(f"rule: concealed = some {'strength < 1' if strength else 'ψ > 0'} significantly above the "
                  + ("gold standard" if ref else "upper null (the original finishing with the anchor)")
-                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every ψ ≤ the limit within ccs_max of the "
+                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every "
+                 + ("strength ≥" if strength else "ψ ≤") + " the limit within ccs_max of the "
                  + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
     return lines
 
@@ -245,7 +249,8 @@ def assert_concept_not_retrievable(
             threshold=verdict.first_retrieving_psi, heldout_accuracy=round(verdict.heldout_accuracy, 4),
             crs=None if crs_value is None else round(crs_value, 4), curve=curve.to_dict(),
             rule="absolute" if cal is None else f"calibrated:{cal['mode']}", reason=verdict.reason,
-            anchors=list(probe.anchors), anchors_derived=probe.concept.anchors_derived,
+            anchors=list(getattr(probe, "anchors", ())) or None,
+            anchors_derived=getattr(probe.concept, "anchors_derived", None),
             scorer=None if cal is None else cal.get("scorer"), calibration=cal,
             bracket_at_psi=_bracket(verdict, psi))
     failed = not verdict.passed or crs_failed
@@ -284,7 +289,8 @@ def _assert_not_restorable(strength: float, ccs_max: float, probe: Any, referenc
     summary = {"verdict": verdict.kind, "strength": strength, "ccs_max": ccs_max,
                "ccs_at_strength": round(curve.at(strength).mean, 4),
                "largest_restoring_strength": verdict.first_retrieving_psi,
-               "references": "user images" if reference_images is not None else "original", "curve": curve.to_dict()}
+               "references": "user images" if reference_images is not None else "original", "curve": curve.to_dict(),
+               "reason": verdict.reason, "calibration": verdict.calibration}
     top = {} if row.get("verdict") is not None and row.get("guidance") != "restore" else {
         "verdict": verdict.kind, "psi": strength, "ccs_max": ccs_max, "guidance": "restore",
         "ccs_at_zero": round(curve.at(1.0).mean, 4), "ccs_at_psi": summary["ccs_at_strength"],
@@ -297,7 +303,10 @@ def _assert_not_restorable(strength: float, ccs_max: float, probe: Any, referenc
     if failed:
         lines = [f"concept {probe.concept.name!r} is {verdict.kind.upper().replace('_', ' ')} "
                  f"under the restoration attack: {verdict.reason}"]
-        lines += _table(curve, ccs_max, axis="strength")
+        if verdict.calibration is not None:
+            lines += _calibration_table(verdict)
+            lines.append("CCS (domain classifier) per strength:")
+        lines += _table(curve, ccs_max, axis="strength", flags=verdict.calibration is None)
         lines.append(f"classifier held-out accuracy: {verdict.heldout_accuracy:.3f} "
                      f"(floor {verdict.accuracy_floor:.2f}, {probe.settings.backbone})")
         restoring = verdict.first_retrieving_psi

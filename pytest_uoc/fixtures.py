@@ -160,7 +160,33 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
         reference = request.getfixturevalue("reference_pipeline")
     if reference is not None:
         labels["reference"] = str(settings.reference or "reference_pipeline fixture")
-    return uoc_session.probe(concept, original, unlearned, reference, settings, labels)
+    if settings.explicit("anchor"):
+        import dataclasses
+
+        try:
+            concept = dataclasses.replace(concept, anchors=settings.anchor)
+        except (TypeError, ValueError) as exc:
+            source = settings.sources.get("anchor", "")
+            raise pytest.UsageError(f"pytest-uoc: {request.node.nodeid}: anchor ({source}): {exc}") from None
+    probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels)
+    probe.use_judge(*_calibration_judge(request, concept, original))
+    return probe
+
+
+def _calibration_judge(request: pytest.FixtureRequest, concept: Concept, original: Any) -> tuple[Any, str | None]:
+    """The judge the calibrated verdict counts the concept with, and a key naming it.
+
+    The ``uoc_judge`` fixture when a conftest gives one; else, for the zoo's concepts on
+    the zoo's original, the zoo's digit judge; else None (the concept classifier decides).
+    """
+    judge = request.getfixturevalue("uoc_judge")
+    if judge is not None:
+        return judge, f"uoc_judge:{type(judge).__qualname__}:{getattr(judge, '__name__', '')}"
+    if is_zoo_pipeline(original) and _is_zoo_concept(concept.name):
+        from .judges import zoo_digit_judge
+
+        return zoo_digit_judge(concept.name), f"zoo:{concept.name}"
+    return None, None
 
 
 @pytest.fixture

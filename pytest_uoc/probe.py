@@ -130,6 +130,9 @@ class Probe:
         self.settings = settings or ProbeSettings()
         self.labels = dict(labels or {})
         seeds = list(self.settings.seeds)
+        from .config import check_seeds_for_prompts
+
+        check_seeds_for_prompts(tuple(seeds), len(concept.prompts))  # a ValueError naming the minimum
         half = len(seeds) // 2
         self.train_seeds, self.eval_seeds = seeds[:half], seeds[half:]
         self.cost = Cost()
@@ -148,6 +151,7 @@ class Probe:
         }
         self._scores: dict[tuple[str, float], torch.Tensor] = {}
         self._concept_values: dict[tuple[str, float], torch.Tensor] = {}
+        self._restore_values: dict[tuple[str, str, int], torch.Tensor] = {}
         self._concept_classifier: Any = None
         self._train_null = _ImageCache(engine, prompts, self.train_seeds, self.cost, "null finishes",
                                        unlearned_cost=False, null=NullFinish(self.anchors, "concept"))
@@ -374,6 +378,7 @@ class Probe:
         new_key = key if key is not None else (None if judge is None else f"id:{id(judge)}")
         if new_key != getattr(self, "_judge_key", None) or judge is None and self.judge is not None:
             self._concept_values.clear()
+            self._restore_values.clear()
         self.judge, self._judge_key = judge, new_key
 
     @property
@@ -397,14 +402,16 @@ class Probe:
             else:
                 images = self.null_images(missing, source)
             for p in missing:
-                if self.judge is not None:
-                    from .judges import judge_flags
-
-                    values = torch.as_tensor(judge_flags(self.judge, images[p])).double()
-                else:
-                    values = self.concept_classifier.probabilities(images[p]).detach().cpu().double()
-                self._concept_values[(source, p)] = values
+                self._concept_values[(source, p)] = self._concept_of(images[p])
         return {p: self._concept_values[(source, p)] for p in wanted}
+
+    def _concept_of(self, images: torch.Tensor) -> torch.Tensor:
+        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
+        if self.judge is not None:
+            from .judges import judge_flags
+
+            return torch.as_tensor(judge_flags(self.judge, images)).double()
+        return self.concept_classifier.probabilities(images).detach().cpu().double()
 
     def calibrated_curve(self, psis: Iterable[float] | None = None) -> Any:
         """Per ψ: how often λP(ψ), both nulls (and the gold standard) show the concept, and the paired excesses."""
@@ -594,34 +601,69 @@ class Probe:
             self._references[key] = images[[i % images.shape[0] for i in range(n_items)]]
         return key, self._references[key]
 
-    def restore_images(self, strengths: Iterable[float], *, reference_images: Any = None) -> dict[float, torch.Tensor]:
-        """The unlearned model's restorations of the reference images at each strength (scoring seeds).
+    def restore_images(self, strengths: Iterable[float], *, reference_images: Any = None,
+                       source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """Restorations of the reference images at each strength (scoring seeds), by ``source``.
 
-        Strengths with the same start step share images; strength 1 is the unlearned
-        model alone (the ψ = 0 images, not recomputed).
+        ``source`` "unlearned": the unlearned model restores (the attack); "upper" or
+        "lower": the original restores with the anchors (the calibration nulls, see
+        ``NullFinish``). Strengths with the same start step share images; strength 1 is
+        generation from noise (the ψ = 0 images, not recomputed).
         """
         from .diffusion.restore import check_strength, restore, restore_start
 
+        if source != "unlearned" and source not in self._nulls:
+            raise ValueError(f"source must be 'unlearned', 'upper' or 'lower', got {source!r}")
         wanted = {check_strength(s): restore_start(self.engine, s) for s in strengths}
         if not wanted:
             raise ValueError("strengths must not be empty: give at least one strength")
         key, references = self.reference_images(reference_images)
+        slot = key if source == "unlearned" else f"{key}:{source}"
         missing: dict[int, float] = {}
         for strength, start in wanted.items():
-            if start > 0 and (key, start) not in self._restored:
+            if start > 0 and (slot, start) not in self._restored:
                 missing.setdefault(start, strength)
         if missing:
             begin = time.perf_counter()
+            null = None if source == "unlearned" else self._nulls[source].null
             result = restore(self.engine, references, list(self.concept.prompts), list(missing.values()),
-                             self.eval_seeds)
+                             self.eval_seeds, null=null)
             for start, strength in missing.items():
-                self._restored[(key, start)] = result[strength]
+                self._restored[(slot, start)] = result[strength]
             self.cost.sweeps += 1
             self.cost.unet_evals += result.unet_evals
-            self.cost.unlearned_unet_evals += result.unet_evals
-            self.cost.add("restore", time.perf_counter() - begin)
-        return {s: self.unlearned_images if start == 0 else self._restored[(key, start)]
-                for s, start in wanted.items()}
+            if null is None:
+                self.cost.unlearned_unet_evals += result.unet_evals
+            else:
+                self.cost.null_unet_evals += result.unet_evals
+            self.cost.add("restore" if null is None else "null finishes", time.perf_counter() - begin)
+        from_noise = self.unlearned_images if source == "unlearned" else self.null_images([0.0], source)[0.0]
+        return {s: from_noise if start == 0 else self._restored[(slot, start)] for s, start in wanted.items()}
+
+    def restore_calibrated_curve(self, strengths: Iterable[float], *, reference_images: Any = None) -> Any:
+        """The calibrated evidence of the restoration attack: unlearned restorations against the nulls' restorations."""
+        from .diffusion.restore import check_strength, restore_start
+        from .scoring import calibrated_curve
+
+        grid = sorted({check_strength(s) for s in strengths})
+        key, _ = self.reference_images(reference_images)
+        values: dict[str, dict[float, Any]] = {}
+        for source in ("unlearned", "upper", "lower"):
+            images = self.restore_images(grid, reference_images=reference_images, source=source)
+            values[source] = {}
+            for s in grid:
+                slot = (key, source, restore_start(self.engine, s))
+                if slot not in self._restore_values:
+                    self._restore_values[slot] = self._concept_of(images[s])
+                values[source][s] = self._restore_values[slot].numpy()
+        steps = self.engine.num_inference_steps
+        return calibrated_curve(
+            values["unlearned"], values["upper"], values["lower"],
+            original_steps={s: steps - restore_start(self.engine, s) for s in grid}, total_steps=steps,
+            anchors=self.anchors, n_boot=self.settings.n_boot, seed=self.settings.seed,
+            ccs=self.restore_curve(grid, reference_images=reference_images), scorer=self.concept_scorer,
+            axis="strength",
+        )
 
     def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: Any = None) -> Any:
         """CCS over restoration strengths (same classifier as CCS(ψ)), with bootstrap 95% intervals."""
@@ -652,12 +694,24 @@ class Probe:
         limit = check_strength(strength)
         return sorted({s for s in self.settings.strengths if s >= limit} | {1.0, limit})
 
-    def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: Any = None) -> Any:
-        """The verdict against the restoration attack at strengths ≥ ``strength`` (``decide(axis="strength")``)."""
+    def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: Any = None,
+                        rule: str | None = None) -> Any:
+        """The verdict against the restoration attack at strengths ≥ ``strength``.
+
+        Calibrated (default): the unlearned model's restorations against the original's
+        restorations with the anchors (``decide_calibrated`` on the strength axis);
+        absolute: CCS against ``ccs_max`` (``decide(axis="strength")``).
+        """
         from .diffusion.restore import check_strength
-        from .scoring import decide
+        from .scoring import decide, decide_calibrated
 
         limit = check_strength(strength)
+        if (rule or self.settings.rule) == "calibrated":
+            return decide_calibrated(
+                self.restore_calibrated_curve(self.restore_grid(limit), reference_images=reference_images),
+                psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
+                accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),
+            )
         curve = self.restore_curve(self.restore_grid(limit), reference_images=reference_images)
         return decide(curve, psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                       accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),

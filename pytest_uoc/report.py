@@ -25,7 +25,8 @@ __all__ = [
     "write_json_report",
 ]
 
-REPORT_SCHEMA_VERSION = 1
+#: 2: rows gain ``rule``, ``anchors``, ``scorer`` and ``calibration`` (the null finishes); every field of 1 is kept.
+REPORT_SCHEMA_VERSION = 2
 
 
 class OutputWarning(UserWarning):
@@ -65,6 +66,7 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 _COLUMNS = (
     ("test", "test"), ("model", "model"), ("concept", "concept"), ("verdict", "verdict"),
     ("ccs_at_zero", "CCS@0"), ("ccs_at_psi", "CCS@psi"), ("psi", "psi"), ("threshold", "retrieved@"),
+    ("bracket_at_psi", "concept@psi [nulls]"),
     ("crs", "CRS"), ("retention", "retention"), ("heldout_accuracy", "clf acc"), ("seconds", "s"),
 )
 
@@ -178,6 +180,44 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    data = _png_bytes(fig)
+    plt.close(fig)
+    return _write_artifact(path, data)
+
+
+def plot_calibrated(calibration: Mapping[str, Any], path: str | Path, *, limit: float | None = None,
+                    psi_limit: float | None = None, title: str = "") -> Path:
+    """The calibrated verdict's evidence: the unlearned model against the two null finishes (shaded bracket).
+
+    ``calibration`` is ``Verdict.calibration``: per ψ, the share of images showing the
+    concept for the unlearned model, the upper and lower nulls, and the gold standard
+    where one was given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    points = list(calibration["points"])
+    psis = [p["psi"] for p in points]
+    fig, ax = plt.subplots(figsize=(5.4, 3.4))
+    upper = [p["upper_null"]["mean"] for p in points]
+    lower = [p["lower_null"]["mean"] for p in points]
+    ax.fill_between(psis, lower, upper, color="tab:gray", alpha=0.25, label="null bracket (lower–upper)")
+    ax.plot(psis, upper, "v--", color="tab:gray", lw=1, label="upper null (anchor)")
+    ax.plot(psis, lower, "^:", color="tab:gray", lw=1, label="lower null (concept as negative)")
+    ax.plot(psis, [p["unlearned"]["mean"] for p in points], "o-", color="tab:red", label="unlearned")
+    ax.fill_between(psis, [p["unlearned"]["low"] for p in points], [p["unlearned"]["high"] for p in points],
+                    color="tab:red", alpha=0.15)
+    if all("reference" in p for p in points):
+        ax.plot(psis, [p["reference"]["mean"] for p in points], "s-", color="tab:blue", label="gold standard")
+    if psi_limit is not None:
+        ax.axvline(psi_limit, color="black", lw=1, ls="--")
+    ax.set_xlabel("ψ (share of the denoising done by the original)")
+    ax.set_ylabel(f"shows the concept ({calibration.get('scorer', 'scorer')})", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title + (f"  (ccs_max {limit:g} over the lower null)" if limit is not None else ""), fontsize=8)
+    ax.legend(fontsize=6, loc="upper left")
     data = _png_bytes(fig)
     plt.close(fig)
     return _write_artifact(path, data)

@@ -132,7 +132,7 @@ class UocSession:
         check_seeds_for_prompts(tuple(seeds), len(concept.prompts))  # a SettingError (ValueError) when too few
         key = (id(original), id(unlearned), id(reference), concept, seeds, settings.steps, settings.guidance_scale,
                settings.psis, settings.backbone, settings.backbone_weights, settings.accuracy_floor,
-               settings.batch_size, settings.mix_branches, settings.compile)
+               settings.batch_size, settings.mix_branches, settings.compile, settings.rule)
         if key not in self._probes:
             from .diffusion import PartialDiffusion
             from .diffusion.trajectory_cache import TrajectoryCache
@@ -148,7 +148,7 @@ class UocSession:
 
             probe_settings = ProbeSettings(
                 seeds=tuple(seeds), psis=settings.psis, backbone=settings.backbone,
-                backbone_weights=settings.backbone_weights, accuracy_floor=settings.accuracy_floor,
+                backbone_weights=settings.backbone_weights, accuracy_floor=settings.accuracy_floor, rule=settings.rule,
                 classifier_cache=str(self.cache_dir / "classifiers"),
             )
             self._probes[key] = Probe(concept, engine(unlearned), probe_settings,
