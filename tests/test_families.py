@@ -388,6 +388,47 @@ def test_flux_null_finish_matches_the_pipeline():
     assert torch.equal(lower[psi], sweep[psi])
 
 
+class _Alternating(torch.nn.Module):
+    """Flux's transformer under true CFG: the pipeline calls it for the prompt, then for the negative."""
+
+    def __init__(self, inner, cond, uncond):
+        super().__init__()
+        self.inner, self.conds, self.calls = inner, (cond, uncond), 0
+        self.config = inner.config
+
+    def cache_context(self, name):
+        return self.inner.cache_context(name)
+
+    def forward(self, **kwargs):
+        embeds, pooled = self.conds[self.calls % 2]
+        self.calls += 1
+        kwargs["encoder_hidden_states"], kwargs["pooled_projections"] = embeds, pooled
+        return self.inner(**kwargs)
+
+
+def test_flux_lower_null_under_true_cfg_matches_the_pipeline():
+    engine = make_engine("flux", true_cfg_scale=4.0)
+    psi = 0.6
+    sweep = engine.sweep(PROMPTS, [psi], SEEDS, null=NullFinish(ANCHORS, "concept"))
+    pipe = engine.original
+    with torch.inference_mode():
+        def embed(rows):
+            embeds, pooled, _ = pipe.encode_prompt(prompt=rows, prompt_2=None, device=torch.device("cpu"),
+                                                   num_images_per_prompt=1, max_sequence_length=MSL)
+            return embeds, pooled
+
+        anchors = embed([a for a in ANCHORS for _ in SEEDS])
+        concept = embed([p for p in PROMPTS for _ in SEEDS])
+    finisher = _Alternating(pipe.transformer, anchors, concept)
+    kwargs = {k: v for k, v in call_kwargs("flux", engine).items() if k != "eta"}
+    ref = reference_partial_diffusion(pipe, finisher, PROMPTS, psi, SEEDS, num_inference_steps=STEPS,
+                                      negative_prompt=[""] * len(PROMPTS) * len(SEEDS), true_cfg_scale=4.0, **kwargs)
+    assert finisher.calls == 2 * len(engine.steps_for(psi).unlearned)  # cond + uncond per finishing step
+    assert max_diff(sweep[psi], ref) <= ATOL
+    upper = engine.sweep(PROMPTS, [psi], SEEDS, null=NullFinish(ANCHORS, "empty"))
+    assert max_diff(sweep[psi], upper[psi]) > 1e-3  # with true CFG the concept negative matters
+
+
 def test_flux_true_cfg_matches_the_pipeline():
     engine = make_engine("flux", true_cfg_scale=4.0)
     assert engine.do_cfg
