@@ -540,6 +540,24 @@ def test_transformer_families_load_their_kinds_and_refuse_others(tiny_pipe, tmp_
         load_unlearned(pipe, tmp_path / "partial.safetensors", kind="lora")
 
 
+@pytest.mark.parametrize("name", ["sdxl", "sd3"])
+def test_diffusers_folders_of_the_family_load(name, tmp_path):
+    original = build_sdxl() if name == "sdxl" else build_sd3()
+    other = build_sdxl("ddim") if name == "sdxl" else build_sd3()
+    denoiser = sdxl_unet(1) if name == "sdxl" else sd3_transformer(1)
+    attr = "unet" if name == "sdxl" else "transformer"
+    setattr(other, attr, denoiser)
+    other.save_pretrained(tmp_path / "pipe")
+    whole = load_unlearned(original, tmp_path / "pipe")
+    assert type(whole) is type(original) and whole.uoc_checkpoint["what"] == "whole pipeline"
+    denoiser.save_pretrained(tmp_path / attr)
+    part = load_unlearned(original, tmp_path / attr)
+    for loaded in (whole, part):
+        state = getattr(loaded, attr).state_dict()
+        assert all(torch.equal(state[k], v) for k, v in denoiser.state_dict().items())
+    assert part.vae is original.vae and part.text_encoder_2 is original.text_encoder_2
+
+
 def test_an_sd_pipeline_still_gets_the_sd_path(tiny_pipe, tiny_unet):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

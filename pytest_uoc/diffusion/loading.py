@@ -152,6 +152,15 @@ def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = N
     cls = pipeline_class or StableDiffusionPipeline
     if "safety_checker" in inspect.signature(cls.__init__).parameters:
         kwargs["safety_checker"] = None
+    if pipeline_class is not None:
+        # Parts saved as None (SD3 without T5: "text_encoder_3": [null, null]) must be passed as None.
+        try:
+            index = json.loads((folder / "model_index.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{folder / 'model_index.json'} is not readable JSON ({exc})") from None
+        for part, value in index.items():
+            if not part.startswith("_") and isinstance(value, list) and all(v is None for v in value):
+                kwargs.setdefault(part, None)
     with quiet_loading():
         return cls.from_pretrained(str(folder), **kwargs)
 
