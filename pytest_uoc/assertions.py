@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .report import bracket_at, calibration_table
 from .session import CURRENT_REQUEST
 
 __all__ = [
@@ -138,61 +139,6 @@ def _table(curve: Any, limit: float, axis: str = "psi", *, flags: bool = True) -
     return lines
 
 
-def _calibration_table(verdict: Any) -> list[str]:
-    """Per ψ: original steps, the unlearned model's concept share, both nulls (and the gold standard), the excesses.
-
-    The flags agree with the verdict: "concealed" marks the ψ significantly above the
-    upper null (or the gold standard), "above ccs_max" the ψ whose excess over the lower
-    null is not within ``ccs_max``, "no original step" a ψ that proves nothing.
-    """
-    cal = verdict.calibration
-    ref = cal.get("mode") == "reference"
-    strength = cal.get("axis") == "strength"
-    head = (f"  {'strength' if strength else 'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
-            + (f"{'gold':>5} | {'gap to gold [CI]':^20}" if ref else
-               f"{'excess>upper [CI]':^22} | {'excess>lower [CI]':^22}"))
-    lines = [f"shows the concept ({cal.get('scorer')}), anchors {cal.get('anchors')}:", head]
-    for point in cal["points"]:
-        psi = point["psi"]
-        hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
-        lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
-        attacked = psi < 1 - 1e-9 if strength else psi > 1e-9
-        within = psi >= verdict.psi_limit - 1e-9 if strength else psi <= verdict.psi_limit + 1e-9
-        flag = ""
-        if attacked and point["original_steps"] == 0:
-            flag = "  <- no step" if strength else "  <- no original step"
-        elif attacked and hi["low"] > 0 and within:
-            flag = "  <- concealed"
-        elif lo["high"] > verdict.ccs_max and within:
-            flag = "  <- above ccs_max"
-        steps = f"{point['original_steps']}/{point['total_steps']}"
-        cells = (f"  {psi:>5.3f} | {steps:>5} | {point['unlearned']['mean']:>9.3f} | "
-                 f"{point['upper_null']['mean']:>10.3f} | {point['lower_null']['mean']:>10.3f} | ")
-        if ref:
-            cells += f"{point['reference']['mean']:>5.3f} | {hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}]"
-        else:
-            cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
-                      f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
-        lines.append(cells + flag)
-    lines.append(f"rule: concealed = some {'strength < 1' if strength else 'ψ > 0'} significantly above the "
-                 + ("gold standard" if ref else "upper null (the original finishing with the anchor)")
-                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every "
-                 + ("strength ≥" if strength else "ψ ≤") + " the limit within ccs_max of the "
-                 + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
-    return lines
-
-
-def _bracket(verdict: Any, psi: float) -> str | None:
-    """'unlearned [lower, upper]' at ψ for the summary table, or None without calibration."""
-    if not verdict.calibration:
-        return None
-    for point in verdict.calibration["points"]:
-        if abs(point["psi"] - psi) < 1e-9:
-            return (f"{point['unlearned']['mean']:.2f} [{point['lower_null']['mean']:.2f}, "
-                    f"{point['upper_null']['mean']:.2f}]")
-    return None
-
-
 def assert_concept_not_retrievable(
     psi: float = 0.55,
     ccs_max: float = 0.2,
@@ -252,13 +198,13 @@ def assert_concept_not_retrievable(
             anchors=list(getattr(probe, "anchors", ())) or None,
             anchors_derived=getattr(probe.concept, "anchors_derived", None),
             scorer=None if cal is None else cal.get("scorer"), calibration=cal,
-            bracket_at_psi=_bracket(verdict, psi))
+            bracket_at_psi=bracket_at(verdict, psi))
     failed = not verdict.passed or crs_failed
     paths = _artifacts(probe, curve, ccs_max, psi, force=failed, calibration=cal)
     if failed:
         lines = [f"concept {probe.concept.name!r} is {verdict.kind.upper().replace('_', ' ')}: {verdict.reason}"]
         if cal is not None:
-            lines += _calibration_table(verdict)
+            lines += calibration_table(verdict)
             lines.append("anchors " + ("derived from the prompts (the concept's words removed)"
                                        if probe.concept.anchors_derived else "given") + ": "
                          + ", ".join(f"{p!r} -> {a!r}" for p, a in zip(probe.concept.prompts, probe.anchors,
@@ -304,7 +250,7 @@ def _assert_not_restorable(strength: float, ccs_max: float, probe: Any, referenc
         lines = [f"concept {probe.concept.name!r} is {verdict.kind.upper().replace('_', ' ')} "
                  f"under the restoration attack: {verdict.reason}"]
         if verdict.calibration is not None:
-            lines += _calibration_table(verdict)
+            lines += calibration_table(verdict)
             lines.append("CCS (domain classifier) per strength:")
         lines += _table(curve, ccs_max, axis="strength", flags=verdict.calibration is None)
         lines.append(f"classifier held-out accuracy: {verdict.heldout_accuracy:.3f} "

@@ -167,7 +167,7 @@ def audit(args: argparse.Namespace) -> int:
 
         prompts = tuple(world.concept_prompts(args.concept))
     try:
-        concept = Concept(args.concept, prompts)
+        concept = Concept(args.concept, prompts, anchors=settings.anchor if settings.explicit("anchor") else None)
         check_seeds_for_prompts(settings.seeds, len(prompts), where="--seeds: ")
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
@@ -199,8 +199,23 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
                      f"{type(exc).__name__}: {exc}")
     probe = session.probe(concept, original_pipe, unlearned_pipe, reference_pipe, settings,
                           {"original": str(original), "unlearned": str(unlearned)})
-    progress.set("probing: sweeps and classifier", probe)
-    from .report import plot_curve, terminal_table, write_image_grid, write_json_report
+    if str(original).startswith("zoo:"):
+        from .fixtures import _is_zoo_concept
+
+        if _is_zoo_concept(concept.name):
+            from .judges import zoo_digit_judge
+
+            probe.use_judge(zoo_digit_judge(concept.name), f"zoo:{concept.name}")
+    progress.set("probing: sweeps, null finishes and classifier", probe)
+    from .report import (
+        bracket_at,
+        calibration_table,
+        plot_calibrated,
+        plot_curve,
+        terminal_table,
+        write_image_grid,
+        write_json_report,
+    )
 
     verdict = probe.verdict(psi, ccs_max)
     curve = probe.ccs_curve(probe.verdict_grid(psi))
@@ -220,11 +235,17 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
            "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
            "ccs_at_psi": curve.at(psi).mean, "threshold": verdict.first_retrieving_psi,
            "heldout_accuracy": heldout, "curve": curve.to_dict(),
-           "seconds": round(time.perf_counter() - start, 1), "cost": probe.cost.to_dict()}
+           "seconds": round(time.perf_counter() - start, 1), "cost": probe.cost.to_dict(),
+           "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
+           "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
+           "bracket_at_psi": bracket_at(verdict, psi)}
     if gap is not None:
         row["gap"] = gap.to_dict()
         print("concealment gap (unlearned - reference): "
               + ", ".join(f"psi={p:.2f}: {gap.at(p).mean:+.3f}" for p in gap.psis))
+    if verdict.calibration is not None:
+        for line in calibration_table(verdict):
+            print(line)
     for line in terminal_table([row]):
         print(line)
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
@@ -233,6 +254,8 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
         lambda: plot_curve(curve, out / "ccs_curve.png", limit=ccs_max, psi_limit=psi,
                            title=f"{concept.name}: {unlearned}"),
         lambda: write_image_grid(images, out / "image_grid.png"),
+        *([lambda: plot_calibrated(verdict.calibration, out / "calibration.png", limit=ccs_max, psi_limit=psi,
+                                   title=f"{concept.name}: {unlearned}")] if verdict.calibration else []),
         lambda: write_json_report(out / "report.json", [row], settings),
     ):
         try:

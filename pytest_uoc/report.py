@@ -19,9 +19,15 @@ __all__ = [
     "OutputWarning",
     "artifact_dir",
     "atomic_write_bytes",
+    "bracket_at",
+    "calibration_table",
+    "plot_calibrated",
+    "plot_bars",
     "plot_curve",
+    "plot_gap",
     "terminal_table",
     "write_image_grid",
+    "write_labelled_grid",
     "write_json_report",
 ]
 
@@ -64,11 +70,15 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 
 _COLUMNS = (
-    ("test", "test"), ("model", "model"), ("concept", "concept"), ("verdict", "verdict"),
+    ("test", "test"), ("model", "model"), ("concept", "concept"), ("outcome", "outcome"), ("verdict", "verdict"),
+    ("gate", "gate"), ("value", "value"), ("limit", "limit"),
     ("ccs_at_zero", "CCS@0"), ("ccs_at_psi", "CCS@psi"), ("psi", "psi"), ("threshold", "retrieved@"),
     ("bracket_at_psi", "concept@psi [nulls]"),
     ("crs", "CRS"), ("retention", "retention"), ("heldout_accuracy", "clf acc"), ("seconds", "s"),
 )
+
+#: How the terminal table writes a gate's limit: the value must stay at or below (max) or at or above (min) it.
+_LIMIT_SIGN = {"max": "<=", "min": ">="}
 
 
 def terminal_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -82,6 +92,8 @@ def terminal_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                 value = value.split("::")[-1]
             if key == "seconds" and value is not None:
                 value = f"{value:.1f}"
+            if key == "limit" and isinstance(value, int | float):
+                value = f"{_LIMIT_SIGN.get(str(row.get('limit_kind')), '')}{value:g}"
             cells.append(_fmt(value, ".2f" if key in ("psi", "threshold") else ".3f"))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(_COLUMNS))]
@@ -146,11 +158,13 @@ def _write_artifact(path: str | Path, data: bytes) -> Path:
         return Path(path)
 
 
-def _png_bytes(figure: Any) -> bytes:
+def _png_bytes(figure: Any, title: str = "") -> bytes:
+    """The figure as PNG bytes; ``title`` also goes into the PNG's ``Title`` text chunk."""
     import io
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight",
+                   metadata={"Title": title} if title else None)
     return buffer.getvalue()
 
 
@@ -180,9 +194,64 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    data = _png_bytes(fig)
+    data = _png_bytes(fig, title)
     plt.close(fig)
     return _write_artifact(path, data)
+
+
+def calibration_table(verdict: Any) -> list[str]:
+    """Per ψ: original steps, the unlearned model's concept share, both nulls (and the gold standard), the excesses.
+
+    The flags agree with the verdict: "concealed" marks the ψ significantly above the
+    upper null (or the gold standard), "above ccs_max" the ψ whose excess over the lower
+    null is not within ``ccs_max``, "no original step" a ψ that proves nothing.
+    """
+    cal = verdict.calibration
+    ref = cal.get("mode") == "reference"
+    strength = cal.get("axis") == "strength"
+    head = (f"  {'strength' if strength else 'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
+            + (f"{'gold':>5} | {'gap to gold [CI]':^20}" if ref else
+               f"{'excess>upper [CI]':^22} | {'excess>lower [CI]':^22}"))
+    lines = [f"shows the concept ({cal.get('scorer')}), anchors {cal.get('anchors')}:", head]
+    for point in cal["points"]:
+        psi = point["psi"]
+        hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
+        lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
+        attacked = psi < 1 - 1e-9 if strength else psi > 1e-9
+        within = psi >= verdict.psi_limit - 1e-9 if strength else psi <= verdict.psi_limit + 1e-9
+        flag = ""
+        if attacked and point["original_steps"] == 0:
+            flag = "  <- no step" if strength else "  <- no original step"
+        elif attacked and hi["low"] > 0 and within:
+            flag = "  <- concealed"
+        elif lo["high"] > verdict.ccs_max and within:
+            flag = "  <- above ccs_max"
+        steps = f"{point['original_steps']}/{point['total_steps']}"
+        cells = (f"  {psi:>5.3f} | {steps:>5} | {point['unlearned']['mean']:>9.3f} | "
+                 f"{point['upper_null']['mean']:>10.3f} | {point['lower_null']['mean']:>10.3f} | ")
+        if ref:
+            cells += f"{point['reference']['mean']:>5.3f} | {hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}]"
+        else:
+            cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
+                      f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
+        lines.append(cells + flag)
+    lines.append(f"rule: concealed = some {'strength < 1' if strength else 'ψ > 0'} significantly above the "
+                 + ("gold standard" if ref else "upper null (the original finishing with the anchor)")
+                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every "
+                 + ("strength ≥" if strength else "ψ ≤") + " the limit within ccs_max of the "
+                 + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
+    return lines
+
+
+def bracket_at(verdict: Any, psi: float) -> str | None:
+    """'unlearned [lower, upper]' at ψ for the summary table, or None without calibration."""
+    if not verdict.calibration:
+        return None
+    for point in verdict.calibration["points"]:
+        if abs(point["psi"] - psi) < 1e-9:
+            return (f"{point['unlearned']['mean']:.2f} [{point['lower_null']['mean']:.2f}, "
+                    f"{point['upper_null']['mean']:.2f}]")
+    return None
 
 
 def plot_calibrated(calibration: Mapping[str, Any], path: str | Path, *, limit: float | None = None,
@@ -223,24 +292,138 @@ def plot_calibrated(calibration: Mapping[str, Any], path: str | Path, *, limit: 
     return _write_artifact(path, data)
 
 
-def write_image_grid(images_by_psi: Mapping[float, Any], path: str | Path, *, max_columns: int = 8) -> Path:
-    """A PNG grid: one row per ψ, one column per image (the first ``max_columns``)."""
-    import numpy as np
-    from PIL import Image
+def write_image_grid(images_by_psi: Mapping[float, Any], path: str | Path, *, max_columns: int = 8,
+                     axis: str = "psi", title: str = "") -> Path:
+    """A PNG grid: one row per ψ (or strength: ``axis``), its value written at the left, one column per
+    image (the first ``max_columns``), under ``title`` (name the model there)."""
+    rows = [(f"{axis} {key:.2f}", images_by_psi[key]) for key in sorted(images_by_psi)]
+    return write_labelled_grid(rows, path, max_columns=max_columns, title=title)
 
-    rows = []
-    for psi in sorted(images_by_psi):
-        batch = images_by_psi[psi][:max_columns].float().clamp(0, 1)
-        tiles = [np.pad((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8), ((1, 1), (1, 1), (0, 0)))
-                 for img in batch]
-        rows.append(np.concatenate(tiles, axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    grid = np.concatenate(rows, axis=0)
-    scale = max(1, 96 // max(1, rows[0].shape[0]))
-    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+
+def _draw_text(draw: Any, xy: tuple[int, int], text: str, font: Any) -> None:
+    """Draw ``text``; a font without the glyphs gets an ASCII rendering instead of an error."""
+    try:
+        draw.text(xy, text, fill="black", font=font)
+    except (UnicodeError, ValueError, OSError):
+        draw.text(xy, text.encode("ascii", "replace").decode(), fill="black", font=font)
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def write_labelled_grid(rows: Sequence[tuple[str, Any]], path: str | Path, *, max_columns: int = 8,
+                        title: str = "") -> Path:
+    """A PNG grid of labelled rows: ``(label, images N×3×H×W in [0, 1])``, the label at the left of its row.
+
+    ``title`` is written above the grid; the title and the row labels also go into the
+    PNG's text chunks (``Title``, ``Rows``: one label a line) for tools that read them.
+    """
     import io
 
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+    from PIL.PngImagePlugin import PngInfo
+
+    labels = [_short(str(label)) for label, _ in rows]
+    strips = []
+    for _, batch in rows:
+        batch = batch[:max_columns].detach().float().cpu().clamp(0, 1)
+        tiles = [np.pad((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8), ((1, 1), (1, 1), (0, 0)))
+                 for img in batch]
+        strips.append(np.concatenate(tiles, axis=1))
+    scale = max(1, 96 // max(1, strips[0].shape[0]))
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def size(text: str) -> tuple[int, int]:
+        try:
+            left, top, right, bottom = measure.textbbox((0, 0), text, font=font)
+        except (UnicodeError, ValueError, OSError):
+            left, top, right, bottom = measure.textbbox((0, 0), text.encode("ascii", "replace").decode(), font=font)
+        return right - left, bottom - top
+
+    label_width = max(size(label)[0] for label in labels) + 10
+    grid_width = max(strip.shape[1] for strip in strips) * scale
+    title_height = size(title)[1] + 10 if title else 0
+    heights = [strip.shape[0] * scale for strip in strips]
+    width = max(label_width + grid_width, size(title)[0] + 10 if title else 0)
+    canvas = Image.new("RGB", (width, title_height + sum(heights)), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        _draw_text(draw, (4, 4), title, font)
+    top = title_height
+    for label, strip, height in zip(labels, strips, heights, strict=True):
+        tile = Image.fromarray(strip).resize((strip.shape[1] * scale, height), Image.NEAREST)
+        canvas.paste(tile, (label_width, top))
+        _draw_text(draw, (4, top + max(0, (height - size(label)[1]) // 2)), label, font)
+        top += height
+    info = PngInfo()
+    info.add_itxt("Title", title)
+    info.add_itxt("Rows", "\n".join(labels))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    canvas.save(buffer, format="PNG", pnginfo=info)
     return _write_artifact(path, buffer.getvalue())
+
+
+def plot_gap(gap: Any, path: str | Path, *, limit: float | None = None, title: str = "") -> Path:
+    """The concealment gap CCS(unlearned) − CCS(reference) against ψ with its 95% band and ``max_gap``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    psis = list(gap.psis)
+    points = [gap.at(p) for p in psis]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(psis, [p.mean for p in points], "o-", color="tab:red", label="unlearned − reference")
+    ax.fill_between(psis, [p.low for p in points], [p.high for p in points], color="tab:red", alpha=0.2)
+    ax.axhline(0.0, color="gray", lw=1)
+    if limit is not None:
+        ax.axhline(limit, color="black", lw=1, ls=":", label=f"max_gap {limit:g}")
+    ax.set_xlabel("ψ (share of the denoising done by the original)")
+    ax.set_ylabel("concealment gap (CCS)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    data = _png_bytes(fig, title)
+    plt.close(fig)
+    return _write_artifact(path, data)
+
+
+def plot_bars(labels: Sequence[str], series: Mapping[str, Sequence[Any]], path: str | Path, *,
+              limit: float | None = None, limit_name: str = "limit", ylabel: str = "", title: str = "",
+              ylim: tuple[float, float] | None = (0.0, 1.02)) -> Path:
+    """Grouped bars, one group per label (a prompt), one bar per series; a line at the limit.
+
+    Each series holds one value per label: a number, or ``(mean, low, high)`` for a bar
+    with its 95% interval.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 2), 3.4))
+    for index, (name, values) in enumerate(series.items()):
+        means = [v[0] if isinstance(v, tuple | list) else v for v in values]
+        offset = x - 0.4 + width * (index + 0.5)
+        if all(isinstance(v, tuple | list) for v in values):
+            errors = np.array([[m - v[1] for m, v in zip(means, values, strict=True)],
+                               [v[2] - m for m, v in zip(means, values, strict=True)]]).clip(min=0)
+            ax.bar(offset, means, width, yerr=errors, capsize=3, label=name)
+        else:
+            ax.bar(offset, means, width, label=name)
+    if limit is not None:
+        ax.axhline(limit, color="black", lw=1, ls=":", label=f"{limit_name} {limit:g}")
+    ax.set_xticks(x, [_short(str(label), 28) for label in labels], rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    data = _png_bytes(fig, title)
+    plt.close(fig)
+    return _write_artifact(path, data)

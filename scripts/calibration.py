@@ -43,7 +43,8 @@ PSIS = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
 PSI_LIMIT, CCS_MAX = 0.55, 0.2
 
 
-def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] | None, steps: int) -> None:
+def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] | None, steps: int,
+            classifier_sets: int = 1) -> None:
     import torch
 
     from pytest_uoc import zoo
@@ -102,19 +103,23 @@ def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] |
                                for src in ("unlearned", "upper", "lower", "reference")},
                     "judged": {src: {str(p): v.tolist() for p, v in probe.concept_values(PSIS, src).items()}
                                for src in ("unlearned", "upper", "lower", "reference")},
-                    "concept_classifier": {src: {str(p): v.tolist() for p, v in no_judge.concept_values(PSIS, src).items()}
-                                           for src in ("unlearned", "upper", "lower", "reference")},
+                    "concept_classifier": None,
                     "cost": probe.cost.to_dict(),
                 }
-                no_judge._reference = None
-                record["verdict_classifier"] = no_judge.verdict(PSI_LIMIT, CCS_MAX).to_dict()
+                if k < sets[0] + classifier_sets:  # the judge-free fallback trains a second classifier: costly
+                    record["concept_classifier"] = {
+                        src: {str(p): v.tolist() for p, v in no_judge.concept_values(PSIS, src).items()}
+                        for src in ("unlearned", "upper", "lower", "reference")}
+                    no_judge._reference = None
+                    record["verdict_classifier"] = no_judge.verdict(PSI_LIMIT, CCS_MAX).to_dict()
                 record["seconds"] = round(time.perf_counter() - start, 1)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(record))
                 tmp.replace(path)
+                fallback = (record["verdict_classifier"] or {}).get("kind", "-")
                 print(f"{concept_name} set {k} {name}: nulls={record['verdict_nulls']['kind']} "
-                      f"classifier={record['verdict_classifier']['kind']} "
+                      f"classifier={fallback} "
                       f"ref={record['verdict_reference']['kind']} abs={record['verdict_absolute']['kind']} "
                       f"acc={record['heldout_accuracy']:.2f} ({record['seconds']} s)", flush=True)
 
@@ -141,8 +146,10 @@ def table(out: Path) -> str:
             def count(key: str, rows: list[dict] = rows) -> str:
                 kinds: dict[str, int] = {}
                 for r in rows:
-                    kinds[r[key]["kind"]] = kinds.get(r[key]["kind"], 0) + 1
-                return ", ".join(f"{k} {v}/{len(rows)}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+                    if r.get(key):
+                        kinds[r[key]["kind"]] = kinds.get(r[key]["kind"], 0) + 1
+                done = sum(kinds.values())
+                return ", ".join(f"{k} {v}/{done}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
 
             acc = sum(r["heldout_accuracy"] for r in rows) / len(rows)
             lines.append(f"| {name} | {count('verdict_nulls')} | {count('verdict_classifier')} | "
@@ -175,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concepts", nargs="*", default=list(CONCEPTS), choices=list(CONCEPTS))
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--classifier-sets", type=int, default=1,
+                        help="seed sets on which the judge-free fallback (concept classifier) is measured too")
     parser.add_argument("--table", type=Path, default=None, help="write the markdown table here (and print it)")
     parser.add_argument("--rules-only", action="store_true", help="only build the table from earlier runs")
     args = parser.parse_args(argv)
     if not args.rules_only:
         measure(args.out, list(range(args.first_set, args.first_set + args.sets)), args.concepts, args.models,
-                args.steps)
+                args.steps, args.classifier_sets)
     text = table(args.out)
     print(text)
     if args.table is not None:

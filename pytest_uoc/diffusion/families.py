@@ -326,7 +326,9 @@ class SD3(_FlowMatching):
     def set_timesteps(self, scheduler: Any, engine: Any) -> None:
         kwargs: dict[str, Any] = {}
         if scheduler.config.get("use_dynamic_shifting", None):
-            from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+            from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import (
+                calculate_shift,
+            )
 
             _, h, w = self.latent_shape(engine)
             patch = self.denoiser(engine.original).config.patch_size

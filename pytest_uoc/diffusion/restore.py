@@ -35,7 +35,15 @@ from pathlib import Path
 
 import torch
 
-from .engine import NullFinish, PartialDiffusion, _chunks, _Model, _Trajectory, check_prompts, check_seeds
+from .engine import (
+    NullFinish,
+    PartialDiffusion,
+    _chunks,
+    _Model,
+    _Trajectory,
+    check_prompts,
+    check_seeds,
+)
 
 __all__ = ["Restoration", "check_strength", "encode_references", "load_reference_images", "restore", "restore_start"]
 
@@ -197,7 +205,8 @@ def restore(
             raise ValueError(f"a null finish needs one anchor per prompt: {len(prompt_list)} prompts, "
                              f"{len(null.anchors)} anchors {list(null.anchors)}")
         negatives = prompt_list if null.negative == "concept" else None
-        model = _Model(engine.original, list(null.anchors), engine.device, engine.do_cfg, engine.dtype, negatives)
+        model = _Model(engine.original, list(null.anchors), engine.device, engine.do_cfg, engine.dtype, negatives,
+                       engine=engine)
     else:
         model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype, engine=engine)
     by_start: dict[int, list[torch.Tensor]] = {k: [] for k in sorted(set(starts.values()))}
