@@ -475,6 +475,29 @@ def test_restore_matches_the_img2img_pipeline(name):
     assert max_diff(restored[0.3], restored[0.6]) > 1e-3
 
 
+@pytest.mark.parametrize("name", ["sdxl-euler", "sd3"])
+def test_restore_null_matches_the_originals_img2img(name):
+    import diffusers
+
+    engine = make_engine(name)
+    latents = encode_references(engine, engine.generate(PROMPTS, 1.0, SEEDS).images)
+    null = NullFinish(ANCHORS, "concept")
+    restored = restore(engine, latents, PROMPTS, [0.6], SEEDS, null=null)
+    cls = getattr(diffusers, IMG2IMG[name])
+    img2img = cls(**{k: v for k, v in engine.original.components.items()
+                     if k in cls.__init__.__code__.co_varnames})
+    img2img.set_progress_bar_config(disable=True)
+    kwargs = {k: v for k, v in call_kwargs(name, engine).items() if k != "eta"}
+    if name.startswith("sdxl"):
+        kwargs.pop("height"), kwargs.pop("width")
+    generators = [torch.Generator("cpu").manual_seed(s) for _ in PROMPTS for s in SEEDS]
+    with torch.inference_mode():
+        own = img2img([a for a in ANCHORS for _ in SEEDS], negative_prompt=[p for p in PROMPTS for _ in SEEDS],
+                      image=latents, strength=0.6, num_inference_steps=STEPS, generator=generators,
+                      output_type="pt", **kwargs).images
+    assert max_diff(restored[0.6], own.float().cpu()) <= ATOL
+
+
 # -- loading: the family's own kinds, and another family's checkpoint -------------------------------
 
 
