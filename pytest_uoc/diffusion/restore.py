@@ -35,7 +35,15 @@ from pathlib import Path
 
 import torch
 
-from .engine import NullFinish, PartialDiffusion, _chunks, _Model, _Trajectory, check_prompts, check_seeds
+from .engine import (
+    NullFinish,
+    PartialDiffusion,
+    _chunks,
+    _Model,
+    _Trajectory,
+    check_prompts,
+    check_seeds,
+)
 
 __all__ = ["Restoration", "check_strength", "encode_references", "load_reference_images", "restore", "restore_start"]
 
