@@ -70,6 +70,30 @@ def is_zoo_pipeline(pipe: Any) -> bool:
         return False
 
 
+def loaded_label(pipe: Any, original: Any = None, fallback: str = "unlearned_pipeline fixture") -> str:
+    """What an overridden ``unlearned_pipeline`` fixture loaded, where it can be known.
+
+    The checkpoint ``load_unlearned`` recorded (``pipe.uoc_checkpoint["path"]``), else
+    the UNet's or the pipeline's ``name_or_path`` when it differs from the original's
+    (a pipeline that only swapped weights in keeps the original's name), else ``fallback``.
+    """
+    record = getattr(pipe, "uoc_checkpoint", None)
+    if isinstance(record, dict) and record.get("path"):
+        return str(record["path"])
+
+    def unet_name(p: Any) -> str:
+        config = getattr(getattr(p, "unet", None), "config", None)
+        name = config.get("_name_or_path", "") if isinstance(config, dict) else getattr(config, "_name_or_path", "")
+        return str(name or "")
+
+    for name, original_name in ((unet_name(pipe), unet_name(original)),
+                                (str(getattr(pipe, "name_or_path", "") or ""),
+                                 str(getattr(original, "name_or_path", "") or ""))):
+        if name and name != original_name:
+            return name
+    return fallback
+
+
 def _is_zoo_concept(name: str) -> bool:
     from .zoo import world
 
@@ -117,6 +141,15 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
         concept = Concept.from_marker(marker.args, kwargs, base=base)
     except (TypeError, ValueError, FileNotFoundError) as exc:
         raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
+    if settings.explicit("anchor"):  # --uoc-anchor / uoc_anchor / UOC_ANCHOR win over the marker's anchor=
+        import dataclasses
+
+        try:
+            concept = dataclasses.replace(concept, anchors=settings.anchor)
+        except (TypeError, ValueError) as exc:
+            where = {"command line": "--uoc-anchor", "environment": "UOC_ANCHOR", "ini": "uoc_anchor"}.get(
+                settings.sources.get("anchor", ""), "anchor")
+            raise pytest.UsageError(f"pytest-uoc: {nodeid}: {where}: {exc}") from None
     extra = {k: v for k, v in kwargs.items() if k not in ("prompts", "retain")}
     try:
         effective = settings.with_marker(**extra)
@@ -153,23 +186,16 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
         unlearned = uoc_session.load_unlearned(str(settings.unlearned), original, kind=settings.unlearned_kind)
     else:
         unlearned = request.getfixturevalue("unlearned_pipeline")
-    labels["unlearned"] = str(settings.unlearned or "unlearned_pipeline fixture")
+    labels["unlearned"] = str(settings.unlearned or loaded_label(unlearned, original))
     if marker_kwargs.get("reference") and not settings.explicit("reference"):
         reference = uoc_session.load_unlearned(str(settings.reference), original, role="reference")
     else:
         reference = request.getfixturevalue("reference_pipeline")
     if reference is not None:
-        labels["reference"] = str(settings.reference or "reference_pipeline fixture")
-    if settings.explicit("anchor"):
-        import dataclasses
-
-        try:
-            concept = dataclasses.replace(concept, anchors=settings.anchor)
-        except (TypeError, ValueError) as exc:
-            source = settings.sources.get("anchor", "")
-            raise pytest.UsageError(f"pytest-uoc: {request.node.nodeid}: anchor ({source}): {exc}") from None
+        labels["reference"] = str(settings.reference or loaded_label(reference, original, "reference_pipeline fixture"))
     probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels)
     probe.use_judge(*_calibration_judge(request, concept, original))
+    probe.warn_idle_psis()
     return probe
 
 

@@ -22,7 +22,11 @@ from .diffusion import PartialDiffusion
 from .diffusion.engine import NullFinish
 from .diffusion.schedule import check_psi
 
-__all__ = ["Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
+__all__ = ["FewStepsWarning", "Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
+
+
+class FewStepsWarning(UserWarning):
+    """A ψ > 0 of the grid gives the original no step at this number of inference steps."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,24 @@ class Probe:
                        f"nothing about retrieval; use at least {needed} steps",
             )
         return verdict
+
+    def idle_psis(self, psis: Iterable[float] | None = None) -> list[float]:
+        """The ψ > 0 (of ``psis``, default the grid) at which the original runs no step: no evidence at all."""
+        grid = [check_psi(p) for p in (psis if psis is not None else self.settings.psis)]
+        return [p for p in grid if p > 0 and self.engine.steps_for(p).handoff == 0]
+
+    def warn_idle_psis(self) -> None:
+        """Warn once, before any image is made, when the grid has a ψ > 0 that gives the original no step."""
+        idle = self.idle_psis()
+        if idle and not getattr(self, "_warned_idle", False):
+            import warnings
+
+            self._warned_idle = True
+            needed = self.steps_needed(idle)
+            warnings.warn(FewStepsWarning(
+                f"pytest-uoc: ψ {', '.join(f'{p:g}' for p in idle)} give the original 0 of "
+                f"{len(self.engine.timesteps)} steps, so they say nothing about retrieval (a verdict that needs "
+                f"them is inconclusive); use at least {needed} steps (--uoc-steps {needed})"), stacklevel=2)
 
     def steps_needed(self, psis: Iterable[float]) -> int | None:
         """The fewest inference steps (at least the current number) that give every ψ > 0 one original step."""

@@ -106,3 +106,14 @@ def test_too_few_steps_make_a_passing_absolute_verdict_inconclusive(tiny_pipe, t
     assert _engine(tiny_pipe, tiny_unet).steps_for(0.05).handoff == 0
     more = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=needed)
     assert more.steps_for(0.05).handoff >= 1
+
+
+def test_a_grid_psi_without_an_original_step_is_warned_before_any_image(tiny_pipe, tiny_unet):
+    from pytest_uoc.probe import FewStepsWarning
+
+    probe = Probe(Concept("three", tuple(PROMPTS)), _engine(tiny_pipe, tiny_unet),
+                  ProbeSettings(seeds=tuple(range(16)), psis=(0.0, 0.05, 0.3), n_boot=100))
+    assert probe.idle_psis() == [0.05]
+    with pytest.warns(FewStepsWarning, match=r"ψ 0.05 give the original 0 of 4 steps.*use at least \d+ steps"):
+        probe.warn_idle_psis()
+    assert probe.cost.unet_evals == 0
