@@ -212,17 +212,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
-    """Attach the key numbers of a concept test to JUnit XML (record_property)."""
-    if call.when != "call":
-        return
+def ensure_row(item: pytest.Item, probe: Any) -> dict[str, Any]:
+    """The report row of ``item`` (created and recorded on first use): test, concept, model, original."""
     row = item.stash.get(ROW_KEY, None)
     if row is None:
-        return
-    row["outcome"] = "failed" if call.excinfo is not None else "passed"
-    for key in ("verdict", "ccs_at_zero", "ccs_at_psi", "heldout_accuracy", "crs", "retention"):
+        import time
+
+        concept = getattr(probe, "concept", None)
+        labels = getattr(probe, "labels", None) or {}
+        row = {
+            "test": item.nodeid, "concept": getattr(concept, "name", "?"),
+            "model": labels.get("unlearned", "?"), "original": labels.get("original", "?"),
+            "started": time.perf_counter(),
+        }
+        item.stash[ROW_KEY] = row
+        get_session(item.config).record(row)
+    return row
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    """pytest's word for a call: passed, failed, skipped, xfailed or xpassed (a strict XPASS is failed)."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed" if report.passed else "failed"
+    return report.outcome
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Record the call's outcome on the test's row (xfail included) and its key numbers in JUnit XML.
+
+    A test that uses the ``uoc`` fixture gets a row even when it calls no assertion
+    (e.g. a hypothesis test reading ``uoc.ccs(psi)``). ``tryfirst`` makes this the
+    outermost wrapper, so it sees the report after pytest's xfail handling.
+    """
+    report = yield
+    if call.when != "call":
+        return report
+    row = item.stash.get(ROW_KEY, None)
+    funcargs = getattr(item, "funcargs", None) or {}
+    if row is None and "uoc" in funcargs:
+        row = ensure_row(item, funcargs["uoc"])
+        cost = getattr(funcargs["uoc"], "cost", None)
+        row["seconds"] = round(report.duration, 2)
+        if hasattr(cost, "to_dict"):
+            row["cost"] = cost.to_dict()
+    if row is None:
+        return report
+    row["outcome"] = _outcome(report)
+    if hasattr(report, "wasxfail"):
+        row["xfail_reason"] = report.wasxfail
+    elif isinstance(report.longrepr, str) and report.longrepr.startswith("[XPASS(strict)]"):
+        row["xfail_reason"] = report.longrepr.removeprefix("[XPASS(strict)]").strip()
+        row["xpass_strict"] = True
+    for key in ("verdict", "gate", "value", "limit", "ccs_at_zero", "ccs_at_psi", "heldout_accuracy", "crs",
+                "retention"):
         if row.get(key) is not None:
             item.user_properties.append((f"uoc_{key}", row[key]))
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

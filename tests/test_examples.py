@@ -31,11 +31,25 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_three_gold_standard_passes_at_small_psi"]["outcome"] == "passed"
     assert rows["test_three_gold_standard_passes_at_small_psi"]["verdict"] == "forgotten"
     assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
-    assert rows["test_concealer_is_caught"]["outcome"] == "failed"
-    assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "failed"
+    # xfail-marked gates that fail as expected are recorded as pytest says: xfailed
+    assert rows["test_concealer_is_caught"]["outcome"] == "xfailed"
+    assert rows["test_concealer_is_caught"]["gate"] == "no_gap"
+    assert rows["test_concealer_is_caught"]["value"] > rows["test_concealer_is_caught"]["limit"] == 0.1
+    assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "xfailed"
     assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] == "concealed"
     assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "passed"
-    assert rows["test_other_colours_are_retained"]["outcome"] == "failed"
+    assert rows["test_other_colours_are_retained"]["outcome"] == "xfailed"
+    assert rows["test_neighbouring_colours_survive"]["outcome"] == "xfailed"
+    # the hypothesis test uses the uoc fixture directly: it has a row too
+    assert rows["test_gold_standard_is_never_retrieved_early"]["outcome"] == "passed"
+    assert rows["test_gold_standard_is_never_retrieved_early"]["model"] == "zoo:digits-gold-red"
+    # every gate's row carries its deciding number and limit
+    for name, row in rows.items():
+        if name != "test_gold_standard_is_never_retrieved_early":
+            assert {"gate", "value", "limit", "limit_kind"} <= set(row), name
     assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
     assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "passed"
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
+    for picture in ("gap_curve.png", "retention_pairs.png", "prompt_ccs.png", "leakage.png", "pinpoint_pairs.png",
+                    "alignment.png", "restore_image_grid.png"):
+        assert list(artifacts.rglob(picture)), f"no {picture} was written"
