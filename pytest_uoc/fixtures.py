@@ -74,19 +74,25 @@ def loaded_label(pipe: Any, original: Any = None, fallback: str = "unlearned_pip
     """What an overridden ``unlearned_pipeline`` fixture loaded, where it can be known.
 
     The checkpoint ``load_unlearned`` recorded (``pipe.uoc_checkpoint["path"]``), else
-    the UNet's or the pipeline's ``name_or_path`` when it differs from the original's
+    the denoiser's (UNet's or transformer's) or the pipeline's ``name_or_path`` when it differs from the original's
     (a pipeline that only swapped weights in keeps the original's name), else ``fallback``.
     """
     record = getattr(pipe, "uoc_checkpoint", None)
     if isinstance(record, dict) and record.get("path"):
         return str(record["path"])
 
-    def unet_name(p: Any) -> str:
-        config = getattr(getattr(p, "unet", None), "config", None)
+    def denoiser_name(p: Any) -> str:
+        from .diffusion.families import denoiser_of
+
+        try:
+            denoiser = denoiser_of(p)  # the UNet (SD 1.x/2.x, SDXL) or the transformer (SD3, Flux)
+        except AttributeError:
+            denoiser = None
+        config = getattr(denoiser, "config", None)
         name = config.get("_name_or_path", "") if isinstance(config, dict) else getattr(config, "_name_or_path", "")
         return str(name or "")
 
-    for name, original_name in ((unet_name(pipe), unet_name(original)),
+    for name, original_name in ((denoiser_name(pipe), denoiser_name(original)),
                                 (str(getattr(pipe, "name_or_path", "") or ""),
                                  str(getattr(original, "name_or_path", "") or ""))):
         if name and name != original_name:

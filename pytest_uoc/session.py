@@ -111,11 +111,13 @@ class UocSession:
         key = (f"{role}:{id(original)}", location) if kind == "auto" else (f"{role}:{id(original)}", location, kind)
         if key not in self._models:
             from . import zoo
+            from .diffusion.families import denoiser_of
             from .diffusion.loading import load_unlearned
 
             if location.startswith(zoo.ZOO_PREFIX):
                 pipe = zoo.load(location, original=original)
-                pipe.to(original.unet.device, original.unet.dtype)
+                denoiser = denoiser_of(original)  # the UNet (SD 1.x/2.x, SDXL) or transformer (SD3, Flux)
+                pipe.to(denoiser.device, denoiser.dtype)
             else:
                 pipe = load_unlearned(original, location, kind=kind)
             self._models[key] = pipe

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 
 __all__ = [
-    "FAMILIES", "Family", "family_name_of_model", "family_name_of_state", "family_of", "family_of_name",
+    "FAMILIES", "Family", "denoiser_of", "family_name_of_model", "family_name_of_state", "family_of",
+    "family_of_name", "pipeline_class_name_family",
 ]
 
 #: Conditioning of one batch: a tensor (SD 1.x/2.x) or named tensors (other families), one row per image.
@@ -508,6 +509,23 @@ def family_of(pipe: Any) -> Family:
             if name is not None:
                 return FAMILIES[name]
     return FAMILIES["sd"]
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The pipeline's denoiser: ``pipe.unet`` (SD 1.x/2.x, SDXL) or ``pipe.transformer`` (SD3, Flux)."""
+    return family_of(pipe).denoiser(pipe)
+
+
+def pipeline_class_name_family(class_name: str) -> str | None:
+    """The family of a pipeline class name (``model_index.json``'s ``_class_name``); None if not supported.
+
+    Only the text-to-image pipelines the engine reproduces count: ``StableDiffusionPipeline``,
+    ``StableDiffusionXLPipeline``, ``StableDiffusion3Pipeline`` and ``FluxPipeline``.
+    """
+    for family in FAMILIES.values():
+        if class_name == family.pipeline_class:
+            return family.name
+    return None
 
 
 def check_family_pipeline(pipe: Any, family: Family, *, name: str) -> None:

@@ -30,7 +30,7 @@ from . import families as fam
 
 __all__ = [
     "KINDS", "check_unet_compatible", "is_pipeline", "load_pipeline", "load_unlearned", "load_unet_state_dict",
-    "pretrained_dtype", "quiet_loading", "read_weight_file",
+    "pipeline_class_of_folder", "pretrained_dtype", "quiet_loading", "read_weight_file",
 ]
 
 KINDS = ck.KINDS
@@ -135,9 +135,59 @@ def check_unet_compatible(original_unet: Any, unet: Any) -> None:
         )
 
 
+def _read_index(folder: Path) -> dict[str, Any]:
+    """A pipeline folder's ``model_index.json``, as a dict (a ValueError naming it when unreadable)."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder / 'model_index.json'} is not readable JSON ({exc})") from None
+    if not isinstance(index, dict):
+        raise ValueError(f"{folder / 'model_index.json'} does not hold a JSON object")
+    return index
+
+
+def _supported_pipelines() -> str:
+    return ", ".join(f"{f.pipeline_class} ({f.label})" for f in fam.FAMILIES.values())
+
+
+def pipeline_class_of_folder(folder: str | os.PathLike[str]) -> Any:
+    """The diffusers pipeline class to load a saved pipeline folder with, from ``model_index.json``.
+
+    ``_class_name`` picks it: ``StableDiffusionXLPipeline``, ``StableDiffusion3Pipeline`` or
+    ``FluxPipeline`` load as themselves; any other ``StableDiffusion*`` name, or none, loads
+    as ``StableDiffusionPipeline`` (as before the other families were supported). Any other
+    class is a ValueError naming it and the supported ones.
+    """
+    import diffusers
+
+    folder = Path(folder)
+    name = _read_index(folder).get("_class_name")
+    if name is None:
+        return diffusers.StableDiffusionPipeline
+    name = str(name)
+    family = fam.pipeline_class_name_family(name)
+    if family is None and name.startswith("StableDiffusion") and not any(
+        name.startswith(prefix) for prefix, _ in fam._PIPELINE_PREFIXES
+    ):
+        family = "sd"
+    if family is None:
+        raise ValueError(
+            f"{folder} holds a {name} (model_index.json's _class_name), which pytest-uoc cannot probe; "
+            f"supported pipeline classes: {_supported_pipelines()}"
+        )
+    cls = getattr(diffusers, fam.family_of_name(family).pipeline_class, None)
+    if cls is None:  # pragma: no cover - an old diffusers without the family
+        raise ValueError(f"{folder} holds a {name}, which this diffusers {diffusers.__version__} cannot load")
+    return cls
+
+
 def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = None,
                   pipeline_class: Any = None) -> Any:
-    """Load a StableDiffusionPipeline folder (or one of ``pipeline_class``) from local disk only."""
+    """Load a saved pipeline folder from local disk only (``local_files_only=True``).
+
+    The class is ``pipeline_class``, else the one ``model_index.json`` names
+    (``pipeline_class_of_folder``): SD 1.x/2.x, SDXL, SD3 or Flux.
+    """
     from diffusers import StableDiffusionPipeline
 
     folder = Path(path)
@@ -149,16 +199,12 @@ def load_pipeline(path: str | os.PathLike[str], *, dtype: torch.dtype | None = N
             "give the folder written by pipeline.save_pretrained()"
         )
     kwargs: dict[str, Any] = {"local_files_only": True, **pretrained_dtype(dtype)}
-    cls = pipeline_class or StableDiffusionPipeline
+    cls = pipeline_class or pipeline_class_of_folder(folder)
     if "safety_checker" in inspect.signature(cls.__init__).parameters:
         kwargs["safety_checker"] = None
-    if pipeline_class is not None:
+    if pipeline_class is not None or cls is not StableDiffusionPipeline:
         # Parts saved as None (SD3 without T5: "text_encoder_3": [null, null]) must be passed as None.
-        try:
-            index = json.loads((folder / "model_index.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{folder / 'model_index.json'} is not readable JSON ({exc})") from None
-        for part, value in index.items():
+        for part, value in _read_index(folder).items():
             if not part.startswith("_") and isinstance(value, list) and all(v is None for v in value):
                 kwargs.setdefault(part, None)
     with quiet_loading():

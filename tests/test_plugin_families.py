@@ -1,0 +1,133 @@
+"""The plugin and ``uoc audit`` on SDXL and SD3 pipeline folders (tiny random weights, offline, CPU).
+
+``--uoc-original FOLDER`` loads a saved pipeline with the class its ``model_index.json``
+names; ``--uoc-unlearned`` takes the family's checkpoints (a UNet state dict for SDXL, a
+``transformer/`` folder for SD3); the probe, the calibrated gate, the JSON report and the
+CLI run on them as on SD 1.x. The judge always finds the concept, so the calibrated rule's
+verdict is ``not_erased`` (the unlearned model alone "shows" it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from family_builders import build_sd3, build_sdxl, sd3_transformer, sdxl_unet
+
+JUDGE_CONFTEST = '''
+import pytest
+
+
+@pytest.fixture
+def uoc_judge():
+    def always(images):
+        """Finds the concept in every image."""
+        return [True] * images.shape[0]
+    return always
+'''
+
+GATE = '''
+import pytest
+from pytest_uoc import assert_concept_not_retrievable
+
+
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
+def test_gate():
+    assert_concept_not_retrievable(psi=0.3, ccs_max=0.5)
+'''
+
+OPTIONS = ["--uoc-device", "cpu", "--uoc-steps", "4", "--uoc-seeds", "16", "--uoc-psis", "0,0.3",
+           "--uoc-accuracy-floor", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    """Saved SDXL and SD3 pipeline folders, each with an 'unlearned' denoiser of its family."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("family_models")
+    build_sdxl().save_pretrained(str(root / "sdxl"))
+    save_file({k: v.contiguous() for k, v in sdxl_unet(1).state_dict().items()}, str(root / "sdxl-unet.safetensors"))
+    build_sd3().save_pretrained(str(root / "sd3"))
+    sd3_transformer(1).save_pretrained(str(root / "sd3-unlearned" / "transformer"))
+    return {
+        "sdxl": {"original": root / "sdxl", "unlearned": root / "sdxl-unet.safetensors"},
+        "sd3": {"original": root / "sd3", "unlearned": root / "sd3-unlearned"},
+    }
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_the_gate_runs_on_a_saved_family_pipeline(pytester: pytest.Pytester, family_models, family: str) -> None:
+    models = family_models[family]
+    pytester.makeconftest(JUDGE_CONFTEST)
+    pytester.makepyfile(test_gate=GATE)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={models['original']}",
+                                f"--uoc-unlearned={models['unlearned']}", f"--uoc-report={report}", *OPTIONS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*concept 'three' is NOT ERASED: the unlearned model alone shows the concept*"])
+    rows = json.loads(report.read_text())["tests"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["verdict"] == "not_erased" and row["rule"] == "calibrated:nulls"
+    assert "the unlearned model alone shows the concept" in row["reason"]
+    assert row["scorer"] == "always"
+    assert [p["psi"] for p in row["calibration"]["points"]] == [0.0, 0.3]
+    assert row["cost"]["null_unet_evals"] > 0
+
+
+def test_uoc_audit_on_a_saved_sdxl_pipeline(family_models, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_uoc.cli import EXIT_OK, main
+
+    monkeypatch.chdir(tmp_path)
+    models = family_models["sdxl"]
+    code = main(["audit", "--original", str(models["original"]), "--unlearned", str(models["unlearned"]),
+                 "--concept", "three", "--prompt", "a handwritten three", "--prompt", "the digit 3",
+                 "--psi", "0.3", "--ccs-max", "0.5", "--out", str(tmp_path / "out"), "--progress", "never",
+                 "--cache-dir", str(tmp_path / "cache"),
+                 *[o.replace("--uoc-", "--") for o in OPTIONS]])
+    out = capsys.readouterr().out
+    # No judge: the concept classifier scores the images. The random "unlearned" UNet's images
+    # stay below both nulls (the original finishing with the anchor, with the concept as negative),
+    # so the calibrated rule finds it forgotten and the gate passes.
+    assert code == EXIT_OK, out
+    verdict = [line for line in out.splitlines() if line.startswith("verdict: ")]
+    assert len(verdict) == 1, out
+    assert verdict[0].startswith("verdict: FORGOTTEN: at every ψ ≤ 0.3 the excess over the lower null stays "
+                                 "within ccs_max=0.5"), out
+    assert json.loads(out.strip().splitlines()[-1]) == {"verdict": "forgotten", "passed": True}
+    row = json.loads((tmp_path / "out" / "report.json").read_text())["tests"][0]
+    assert row["verdict"] == "forgotten" and row["model"] == str(models["unlearned"])
+    assert row["rule"] == "calibrated:nulls"
+
+
+def test_an_unknown_pipeline_class_is_named(tmp_path: Path) -> None:
+    from pytest_uoc.diffusion.loading import load_pipeline
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
+    with pytest.raises(ValueError, match=r"KandinskyPipeline.*StableDiffusionPipeline.*StableDiffusionXLPipeline"
+                                         r".*StableDiffusion3Pipeline.*FluxPipeline"):
+        load_pipeline(tmp_path)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_load_pipeline_picks_the_class_of_model_index(family_models, family: str) -> None:
+    from pytest_uoc.diffusion.loading import load_pipeline
+
+    pipe = load_pipeline(family_models[family]["original"])
+    expected = {"sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline"}[family]
+    assert type(pipe).__name__ == expected
+
+
+def test_the_plugin_names_an_unknown_pipeline_class(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    folder = tmp_path / "kandinsky"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
+    pytester.makeconftest(JUDGE_CONFTEST)
+    pytester.makepyfile(test_gate=GATE)
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={folder}",
+                                f"--uoc-unlearned={folder}", *OPTIONS)
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*KandinskyPipeline*supported pipeline classes: StableDiffusionPipeline*"])
