@@ -1,10 +1,12 @@
-"""The plugin and ``uoc audit`` on SDXL and SD3 pipeline folders (tiny random weights, offline, CPU).
+"""The plugin and ``uoc audit`` on SDXL, SD3 and Flux pipeline folders (tiny random weights, offline, CPU).
 
 ``--uoc-original FOLDER`` loads a saved pipeline with the class its ``model_index.json``
 names; ``--uoc-unlearned`` takes the family's checkpoints (a UNet state dict for SDXL, a
-``transformer/`` folder for SD3); the probe, the calibrated gate, the JSON report and the
-CLI run on them as on SD 1.x. The judge always finds the concept, so the calibrated rule's
-verdict is ``not_erased`` (the unlearned model alone "shows" it).
+``transformer/`` folder for SD3 and Flux); the probe, the calibrated gate, the JSON report
+and the CLI run on them as on SD 1.x. With a judge that always finds the concept the
+calibrated verdict is ``not_erased`` (the unlearned model alone "shows" it); ``uoc audit``
+without a judge finds the random UNet ``forgotten`` (below both nulls). Flux is loaded and
+probed up to the engine only: ``FluxPipeline`` draws 256 px images by default, too slow here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import json
 from pathlib import Path
 
 import pytest
-from family_builders import build_sd3, build_sdxl, sd3_transformer, sdxl_unet
+from family_builders import (
+    build_flux,
+    build_sd3,
+    build_sdxl,
+    flux_transformer,
+    sd3_transformer,
+    sdxl_unet,
+)
 
 JUDGE_CONFTEST = '''
 import pytest
@@ -131,3 +140,28 @@ def test_the_plugin_names_an_unknown_pipeline_class(pytester: pytest.Pytester, t
                                 f"--uoc-unlearned={folder}", *OPTIONS)
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*KandinskyPipeline*supported pipeline classes: StableDiffusionPipeline*"])
+
+
+def test_the_session_loads_a_saved_flux_pipeline_and_its_transformer(tmp_path: Path) -> None:
+    """Flux through the plugin's loading path (a gate run is left out: FluxPipeline draws 256 px by default)."""
+    import torch
+
+    from pytest_uoc.concept import Concept
+    from pytest_uoc.config import resolve_settings
+    from pytest_uoc.session import UocSession
+
+    build_flux().save_pretrained(str(tmp_path / "flux"))
+    unlearned = flux_transformer(1)
+    unlearned.save_pretrained(str(tmp_path / "unlearned" / "transformer"))
+    settings = resolve_settings({"original": str(tmp_path / "flux"), "device": "cpu", "steps": "4"}, {}, {})
+    session = UocSession(settings=settings, rootdir=tmp_path)
+    original = session.load_original()
+    assert type(original).__name__ == "FluxPipeline"
+    pipe = session.load_unlearned(str(tmp_path / "unlearned"), original)
+    assert pipe.text_encoder_2 is original.text_encoder_2 and pipe.vae is original.vae
+    expected = unlearned.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in pipe.transformer.state_dict().items())
+    with pytest.warns(UserWarning, match="trajectory cache off for this Flux engine"):
+        probe = session.probe(Concept("three", ("a handwritten three",)), original, pipe, None, settings,
+                              {"original": "flux", "unlearned": "unlearned"})
+    assert probe.engine.family.name == "flux" and probe.engine.unlearned is pipe
