@@ -282,7 +282,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("original", _location, "zoo:digits", "original model: diffusers folder or zoo:NAME", metavar="LOCATION"),
+    Option("original", _location, "zoo:digits", "original model: diffusers pipeline folder (SD 1.x/2.x, SDXL, SD3, Flux) or zoo:NAME", metavar="LOCATION"),
     Option("unlearned", _location, None, "unlearned model: diffusers folder, unet/ folder, UNet weight file or zoo:NAME", metavar="LOCATION"),
     Option("unlearned_kind", _choice(CHECKPOINT_KINDS), "auto", "what the unlearned file holds: auto (detected from its keys), diffusers, partial, ldm, lora, text_encoder"),
     Option("reference", _location, None, "gold-standard model that never learned the concept (optional)", metavar="LOCATION"),
