@@ -6,9 +6,11 @@ and the gold standard retrained without the concept (`reference=`). Run it with
 
     pytest examples --uoc-device cpu --uoc-report uoc-report.json --uoc-artifacts uoc-artifacts
 
-The limits come from the zoo's measured curves (docs/zoo.md): an absolute CCS
-limit only means something at small ψ, where the original has drawn little of
-the image; beyond that, compare with the gold standard (the concealment gap).
+Verdicts are calibrated by default (docs/metrics.md): each partial-diffusion
+image is compared with the original finishing the same hand-off unasked (the
+null finishes), so the README's gate at ψ 0.55 passes a model that never saw
+the concept and catches one that hides it, with no gold standard. Where a gold
+standard exists (`reference=`), the paired gap to it is computed too.
 """
 
 import pytest
@@ -40,13 +42,27 @@ def test_three_is_truly_forgotten():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
 
 
-# The same probe (no new image) at a small ψ, where the original has drawn little.
+# ESD-x looks erased on its own (a three in 8% of its images) but finishes the original's threes far
+# more often than the original does unasked: the same default gate, with no gold standard, catches it.
+@pytest.mark.xfail(strict=True, reason="measured: ESD-x conceals the three; at psi 0.05 it finishes a three in "
+                   "about 30% of the images, the original asked for the anchor in 0%")
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], unlearned="zoo:digits-esd-three")
+def test_esd_conceals_the_three():
+    assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
+
+
+# The same probe as the README's gate (no new image) at a small ψ, where the original has drawn little.
 @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
 def test_three_gold_standard_passes_at_small_psi():
     assert_concept_not_retrievable(psi=0.05, ccs_max=0.3)
 
 
-# The gold standard passes a gate calibrated on the zoo's curves.
+# The red gold standard passes the README's gate too, and a stricter one at small ψ.
+@pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-gold-red")
+def test_red_gold_standard_passes_the_readme_gate():
+    assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
+
+
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-gold-red")
 def test_gold_standard_passes_a_calibrated_gate():
     assert_concept_not_retrievable(psi=0.05, ccs_max=0.3)
@@ -81,7 +97,9 @@ def test_gold_standard_is_never_retrieved_early(uoc, psi):
 # --- beyond the target concept (HUB facets) -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="restoring a noised red image with the concealer's UNet brings red back")
+@pytest.mark.xfail(strict=True, reason="measured: the concealer restores red from noised red images (1.00 at "
+                   "strength 0.65) but so does the original asked for the anchor (0.96): not proven concealed, and "
+                   "0.65 above the lower null at 0.8, so not forgotten either: inconclusive")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-conceal-red")
 def test_restoration_attack_catches_the_concealer():
     assert_concept_not_retrievable(psi=0.65, ccs_max=0.3, guidance="restore")

@@ -23,11 +23,15 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert result.returncode == 0, output[-6000:]
     assert "pytest-uoc: unlearning or concealment" in output
     rows = {row["test"].split("::")[-1].split("[")[0]: row for row in json.loads(report.read_text())["tests"]}
-    # The README's verbatim gate fails even the gold standard at psi = 0.55 (an expected failure)...
-    assert rows["test_three_is_truly_forgotten"]["outcome"] == "failed"
-    assert rows["test_three_is_truly_forgotten"]["verdict"] != "forgotten"
-    # ...at a small psi the same probe passes; a gate calibrated on the zoo's curves passes the
-    # red gold standard too, and the concealer is caught.
+    # The README's verbatim gate passes the gold standard (calibrated against the null finishes)...
+    assert rows["test_three_is_truly_forgotten"]["outcome"] == "passed"
+    assert rows["test_three_is_truly_forgotten"]["verdict"] == "forgotten"
+    assert rows["test_three_is_truly_forgotten"]["rule"] == "calibrated:nulls"
+    assert rows["test_red_gold_standard_passes_the_readme_gate"]["verdict"] == "forgotten"
+    # ...and catches ESD-x, which looks erased at psi = 0, with no gold standard.
+    assert rows["test_esd_conceals_the_three"]["outcome"] == "xfailed"
+    assert rows["test_esd_conceals_the_three"]["verdict"] == "concealed"
+    # At a small psi the same probes pass, and the concealer is caught by the gap to the gold standard.
     assert rows["test_three_gold_standard_passes_at_small_psi"]["outcome"] == "passed"
     assert rows["test_three_gold_standard_passes_at_small_psi"]["verdict"] == "forgotten"
     assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
@@ -36,7 +40,7 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_concealer_is_caught"]["gate"] == "no_gap"
     assert rows["test_concealer_is_caught"]["value"] > rows["test_concealer_is_caught"]["limit"] == 0.1
     assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "xfailed"
-    assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] == "concealed"
+    assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] in ("concealed", "inconclusive")
     assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "passed"
     assert rows["test_other_colours_are_retained"]["outcome"] == "xfailed"
     assert rows["test_neighbouring_colours_survive"]["outcome"] == "xfailed"
