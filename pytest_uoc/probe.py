@@ -346,25 +346,36 @@ class Probe:
             raise ValueError(f"which must be one of {sorted(self._nulls)}, got {which!r}")
         return self._nulls[which].get(psis)
 
-    def scores(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
-        """The classifier's per-image P(original domain) at each ψ for ``source``: unlearned, upper, lower, reference."""
-        wanted = [check_psi(p) for p in psis]
-        missing = [p for p in wanted if (source, p) not in self._scores]
-        if missing:
-            from .scoring import check_images
+    def source_images(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """Images of the scoring seeds at each ψ from ``source``: unlearned (λP), upper, lower (nulls), reference."""
+        if source == "unlearned":
+            return self.images(psis)
+        if source == "reference":
+            if self._reference is None:
+                raise ValueError("no reference (gold-standard) model: give --uoc-reference")
+            return self._reference.get(psis)
+        return self.null_images(psis, source)
 
-            if source == "unlearned":
-                images = self.images(missing)
-            elif source == "reference":
-                if self._reference is None:
-                    raise ValueError("no reference (gold-standard) model: give --uoc-reference")
-                images = self._reference.get(missing)
-            else:
-                images = self.null_images(missing, source)
+    def _per_image(self, memo: dict[tuple[str, float], torch.Tensor], psis: Iterable[float], source: str,
+                   score: Any) -> dict[float, torch.Tensor]:
+        """``score(images)`` of ``source``'s images at each ψ, computed once per (source, ψ) into ``memo``."""
+        wanted = [check_psi(p) for p in psis]
+        missing = [p for p in wanted if (source, p) not in memo]
+        if missing:
+            images = self.source_images(missing, source)
             for p in missing:
-                check_images(images[p], name=f"{source} images at psi={p}")
-                self._scores[(source, p)] = self.classifier.probabilities(images[p]).detach().cpu()
-        return {p: self._scores[(source, p)] for p in wanted}
+                memo[(source, p)] = score(images[p])
+        return {p: memo[(source, p)] for p in wanted}
+
+    def scores(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """The domain classifier's per-image P(original domain) at each ψ for ``source`` (see ``source_images``)."""
+        from .scoring import check_images
+
+        def score(images: torch.Tensor) -> torch.Tensor:
+            check_images(images, name=f"{source} images")
+            return self.classifier.probabilities(images).detach().cpu()
+
+        return self._per_image(self._scores, psis, source, score)
 
     @property
     def concept_classifier(self) -> Any:
@@ -412,20 +423,7 @@ class Probe:
 
     def concept_values(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
         """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
-        wanted = [check_psi(p) for p in psis]
-        missing = [p for p in wanted if (source, p) not in self._concept_values]
-        if missing:
-            if source == "unlearned":
-                images = self.images(missing)
-            elif source == "reference":
-                if self._reference is None:
-                    raise ValueError("no reference (gold-standard) model: give --uoc-reference")
-                images = self._reference.get(missing)
-            else:
-                images = self.null_images(missing, source)
-            for p in missing:
-                self._concept_values[(source, p)] = self._concept_of(images[p])
-        return {p: self._concept_values[(source, p)] for p in wanted}
+        return self._per_image(self._concept_values, psis, source, self._concept_of)
 
     def _concept_of(self, images: torch.Tensor) -> torch.Tensor:
         """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""

@@ -39,13 +39,13 @@ steps that would give it one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .ccs import CCSCurve, find_psi
+from .ccs import CCSCurve, PsiKeyed
 from .stats import Estimate, bootstrap_mean, paired_bootstrap_diff
 
 __all__ = ["ALPHA", "CalibratedCurve", "NullPoint", "calibrated_curve", "decide_calibrated"]
@@ -91,7 +91,7 @@ class NullPoint:
         return out
 
 
-class CalibratedCurve(Mapping[float, NullPoint]):
+class CalibratedCurve(PsiKeyed[NullPoint]):
     """Read-only mapping ψ -> NullPoint, ascending in ψ; ``ccs`` is the unlearned model's CCS curve."""
 
     def __init__(self, points: Mapping[float, NullPoint], ccs: CCSCurve, anchors: Sequence[str],
@@ -107,28 +107,6 @@ class CalibratedCurve(Mapping[float, NullPoint]):
             raise ValueError(f"axis must be 'psi' or 'strength', got {axis!r}")
         #: "psi" (partial diffusion) or "strength" (the restoration attack).
         self.axis = axis
-
-    def __getitem__(self, psi: float) -> NullPoint:
-        key = find_psi(self._points, psi)
-        if key is None:
-            raise KeyError(psi)
-        return self._points[key]
-
-    def __iter__(self) -> Iterator[float]:
-        return iter(self._points)
-
-    def __len__(self) -> int:
-        return len(self._points)
-
-    @property
-    def psis(self) -> tuple[float, ...]:
-        return tuple(self._points)
-
-    def at(self, psi: float) -> NullPoint:
-        key = find_psi(self._points, psi)
-        if key is None:
-            raise KeyError(f"ψ={psi} is not on this curve; available: {list(self.psis)}")
-        return self._points[key]
 
     @property
     def has_reference(self) -> bool:
@@ -210,6 +188,8 @@ def decide_calibrated(
     "strength ≥ the limit", the no-help point is strength 1, and ``original_steps``
     counts the steps the finishing model runs from the noised reference.
     """
+    import dataclasses
+
     from .verdict import Verdict, decide
 
     axis = curve.axis
@@ -226,12 +206,9 @@ def decide_calibrated(
     calibration["mode"] = "reference" if curve.has_reference else "nulls"
 
     def verdict(kind: str, reason: str, retrieved: float | None = None) -> Verdict:
-        return Verdict(
-            kind=kind, reason=reason, psi_limit=float(psi_limit), ccs_max=float(ccs_max),
-            heldout_accuracy=float(heldout_accuracy), accuracy_floor=float(accuracy_floor),
-            first_retrieving_psi=retrieved, curve=curve.ccs.to_dict(), min_images=int(min_images),
-            images_differ=images_differ, calibration=calibration,
-        )
+        # The absolute verdict already holds the limits, the accuracy and the CCS curve.
+        return dataclasses.replace(base, kind=kind, reason=reason, first_retrieving_psi=retrieved,
+                                   calibration=calibration)
 
     # Too few images, an untrustworthy classifier, or the concept drawn without help: as the absolute rule.
     first = considered[0]

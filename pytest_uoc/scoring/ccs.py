@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch
 from .images import check_images
 from .stats import Estimate, bootstrap_mean
 
-__all__ = ["PAPER_PSI_GRID", "CCSCurve", "ProbabilityModel", "ccs", "ccs_curve", "find_psi"]
+__all__ = ["PAPER_PSI_GRID", "CCSCurve", "ProbabilityModel", "PsiKeyed", "ccs", "ccs_curve", "find_psi"]
 
 #: The ψ values over which the paper averages CCS(ψ) and CRS.
 PAPER_PSI_GRID: tuple[float, ...] = (0.001, 0.01, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
@@ -37,6 +37,43 @@ def find_psi(psis: Iterator[float] | tuple[float, ...] | list[float], psi: float
         if math.isclose(key, psi, rel_tol=0.0, abs_tol=_PSI_TOLERANCE):
             return key
     return None
+
+
+PointT = TypeVar("PointT")
+
+
+class PsiKeyed(Mapping[float, PointT], Generic[PointT]):
+    """A read-only mapping ψ -> point, ascending in ψ, keys matched up to 1e-9: the one ψ-keyed curve type.
+
+    Subclasses (``CCSCurve``, ``GapCurve``, ``CalibratedCurve``) set ``self._points``
+    to an ascending dict; "ψ" reads "strength" on the restoration attack's curves.
+    """
+
+    _points: dict[float, PointT]
+
+    def __getitem__(self, psi: float) -> PointT:
+        key = find_psi(self._points, psi)
+        if key is None:
+            raise KeyError(psi)
+        return self._points[key]
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._points)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    @property
+    def psis(self) -> tuple[float, ...]:
+        """The ψ values, ascending."""
+        return tuple(self._points)
+
+    def at(self, psi: float) -> PointT:
+        """The point at ψ (matched up to 1e-9); KeyError names the ψ values available."""
+        key = find_psi(self._points, psi)
+        if key is None:
+            raise KeyError(f"ψ={psi} is not on this curve; available: {list(self.psis)}")
+        return self._points[key]
 
 
 def _check_psi(psi: Any) -> float:
@@ -67,7 +104,7 @@ def ccs(classifier: ProbabilityModel, images: torch.Tensor, *, n_boot: int = 200
     return bootstrap_mean(_probabilities(classifier, images, "images"), n_boot=n_boot, seed=seed)
 
 
-class CCSCurve(Mapping[float, Estimate]):
+class CCSCurve(PsiKeyed[Estimate]):
     """CCS(ψ) for every ψ of a sweep: a read-only mapping ψ -> Estimate.
 
     ``probabilities[ψ]`` keeps the per-image probabilities (in the sweep's
@@ -82,7 +119,7 @@ class CCSCurve(Mapping[float, Estimate]):
         if not estimates:
             raise ValueError("a CCS curve needs at least one ψ")
         order = sorted(estimates)
-        self._estimates = {psi: estimates[psi] for psi in order}
+        self._estimates = self._points = {psi: estimates[psi] for psi in order}
         given = probabilities or {}
         self.probabilities: dict[float, np.ndarray] = {}
         for psi in order:
@@ -102,33 +139,9 @@ class CCSCurve(Mapping[float, Estimate]):
         """A curve from estimates computed elsewhere (per-image probabilities optional)."""
         return cls(estimates, probabilities)
 
-    def __getitem__(self, psi: float) -> Estimate:
-        key = find_psi(self._estimates, psi)
-        if key is None:
-            raise KeyError(psi)
-        return self._estimates[key]
-
-    def __iter__(self) -> Iterator[float]:
-        return iter(self._estimates)
-
-    def __len__(self) -> int:
-        return len(self._estimates)
-
     def __repr__(self) -> str:
         points = ", ".join(f"{psi:g}: {est}" for psi, est in self._estimates.items())
         return f"CCSCurve({{{points}}})"
-
-    @property
-    def psis(self) -> tuple[float, ...]:
-        """The ψ values, ascending."""
-        return tuple(self._estimates)
-
-    def at(self, psi: float) -> Estimate:
-        """CCS(ψ); ψ is matched up to 1e-9. KeyError names the ψ values available."""
-        key = find_psi(self._estimates, psi)
-        if key is None:
-            raise KeyError(f"ψ={psi} is not on this curve; available: {list(self.psis)}")
-        return self._estimates[key]
 
     def paper_aggregate(self) -> float:
         """The paper's single-number CCS: mean of CCS(ψ) over the PAPER_PSI_GRID points present."""

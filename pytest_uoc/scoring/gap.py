@@ -10,14 +10,14 @@ pairs for the interval and McNemar's exact test on per-image decisions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .ccs import ProbabilityModel, _check_psi, _probabilities, find_psi
+from .ccs import ProbabilityModel, PsiKeyed, _check_psi, _probabilities, find_psi
 from .images import check_paired
 from .stats import Estimate, mcnemar, paired_bootstrap_diff
 
@@ -73,38 +73,15 @@ class GapPoint:
         }
 
 
-class GapCurve(Mapping[float, GapPoint]):
+class GapCurve(PsiKeyed[GapPoint]):
     """Read-only mapping ψ -> GapPoint, ascending in ψ."""
 
     def __init__(self, points: Mapping[float, GapPoint]) -> None:
         self._points = {psi: points[psi] for psi in sorted(points)}
 
-    def __getitem__(self, psi: float) -> GapPoint:
-        key = find_psi(self._points, psi)
-        if key is None:
-            raise KeyError(psi)
-        return self._points[key]
-
-    def __iter__(self) -> Iterator[float]:
-        return iter(self._points)
-
-    def __len__(self) -> int:
-        return len(self._points)
-
     def __repr__(self) -> str:
         body = ", ".join(f"{psi:g}: {p.diff} (p={p.p_value:.3g})" for psi, p in self._points.items())
         return f"GapCurve({{{body}}})"
-
-    @property
-    def psis(self) -> tuple[float, ...]:
-        return tuple(self._points)
-
-    def at(self, psi: float) -> GapPoint:
-        """The point at ψ (matched up to 1e-9)."""
-        key = find_psi(self._points, psi)
-        if key is None:
-            raise KeyError(f"ψ={psi} is not on this curve; available: {list(self.psis)}")
-        return self._points[key]
 
     def p_value(self, psi: float) -> float:
         """McNemar's exact p-value at ψ."""
