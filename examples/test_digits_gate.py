@@ -98,8 +98,8 @@ def test_gold_standard_is_never_retrieved_early(uoc, psi):
 
 
 @pytest.mark.xfail(strict=True, reason="measured: the concealer restores red from noised red images (1.00 at "
-                   "strength 0.65) but so does the original asked for the anchor (0.96): not proven concealed, and "
-                   "0.65 above the lower null at 0.8, so not forgotten either: inconclusive")
+                   "strength 0.65, 0.90 at 0.8), a little more than the original asked for the anchor (0.96, 0.83) "
+                   "and far more than the original steered away from red (0.71, 0.25): not forgotten")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-conceal-red")
 def test_restoration_attack_catches_the_concealer():
     assert_concept_not_retrievable(psi=0.65, ccs_max=0.3, guidance="restore")

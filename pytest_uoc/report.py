@@ -222,8 +222,8 @@ def calibration_table(verdict: Any) -> list[str]:
         flag = ""
         if attacked and point["original_steps"] == 0:
             flag = "  <- no step" if strength else "  <- no original step"
-        elif attacked and hi["low"] > 0 and within:
-            flag = "  <- concealed"
+        elif attacked and hi["low"] > 0 and within and verdict.kind == "concealed":
+            flag = "  <- above " + ("the gold standard" if ref else "the upper null")
         elif lo["high"] > verdict.ccs_max and within:
             flag = "  <- above ccs_max"
         steps = f"{point['original_steps']}/{point['total_steps']}"
@@ -235,9 +235,15 @@ def calibration_table(verdict: Any) -> list[str]:
             cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
                       f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
         lines.append(cells + flag)
-    lines.append(f"rule: concealed = some {'strength < 1' if strength else 'ψ > 0'} significantly above the "
+    overall = (cal.get("averaged_over_tested") or {}).get("gap_to_reference" if ref else "excess_over_upper")
+    if overall:
+        lines.append(f"excess over the {'gold standard' if ref else 'upper null'} averaged over the tested "
+                     f"{'strengths' if strength else 'ψ'}: {overall['mean']:+.3f} "
+                     f"[{overall['low']:+.3f}, {overall['high']:+.3f}]")
+    lines.append("rule: concealed = the excess over the "
                  + ("gold standard" if ref else "upper null (the original finishing with the anchor)")
-                 + f" (level 1-{cal.get('alpha', 0.05)}/m); forgotten = every "
+                 + f", averaged over the tested {'strengths < 1' if strength else 'ψ > 0'}, significantly above 0 "
+                 + f"({1 - cal.get('alpha', 0.05):.0%} interval); forgotten = every "
                  + ("strength ≥" if strength else "ψ ≤") + " the limit within ccs_max of the "
                  + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
     return lines

@@ -124,9 +124,50 @@ def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] |
                       f"acc={record['heldout_accuracy']:.2f} ({record['seconds']} s)", flush=True)
 
 
+def recompute(records: list[dict]) -> None:
+    """Re-decide every stored record with the library's current rules (same data, same bootstrap seeds).
+
+    The per-image values are stored, so a change of rule needs no new image: the table
+    always shows the rules as they are in ``pytest_uoc.scoring``.
+    """
+    import numpy as np
+    from diffusers import DDIMScheduler
+
+    from pytest_uoc import zoo
+    from pytest_uoc.diffusion.schedule import split_steps
+    from pytest_uoc.scoring import bootstrap_mean, calibrated_curve, decide, decide_calibrated
+    from pytest_uoc.scoring.ccs import CCSCurve
+
+    scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
+    for record in records:
+        scheduler.set_timesteps(record.get("steps", 25))
+        timesteps = [float(t) for t in scheduler.timesteps]
+        steps = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
+        ccs = CCSCurve.from_estimates(
+            {p: bootstrap_mean(np.asarray(record["scores"]["unlearned"][str(p)])) for p in PSIS})
+        common = {"psi_limit": PSI_LIMIT, "ccs_max": CCS_MAX, "heldout_accuracy": record["heldout_accuracy"],
+                  "images_differ": record["images_differ"]}
+
+        def values(kind: str, source: str, record: dict = record) -> dict[float, np.ndarray]:
+            return {p: np.asarray(record[kind][source][str(p)]) for p in PSIS}
+
+        def calibrated(kind: str, with_reference: bool) -> dict:
+            curve = calibrated_curve(values(kind, "unlearned"), values(kind, "upper"), values(kind, "lower"),
+                                     original_steps=steps, total_steps=len(timesteps), anchors=record["anchors"],
+                                     reference=values(kind, "reference") if with_reference else None, ccs=ccs)
+            return decide_calibrated(curve, **common).to_dict()
+
+        record["verdict_nulls"] = calibrated("judged", False)
+        record["verdict_reference"] = calibrated("judged", True)
+        record["verdict_absolute"] = decide(ccs, **common).to_dict()
+        if record.get("concept_classifier"):
+            record["verdict_classifier"] = calibrated("concept_classifier", False)
+
+
 def table(out: Path) -> str:
     """Markdown: the verdicts per model over seed sets, and the mean curves per ψ."""
     records = [json.loads(p.read_text()) for p in sorted(out.glob("*-set*-*.json"))]
+    recompute(records)
     lines: list[str] = []
     for concept_name in CONCEPTS:
         mine = [r for r in records if r["concept"] == concept_name]

@@ -104,11 +104,20 @@ def test_the_gold_standard_decides_where_given():
     assert same.kind == "forgotten"
 
 
-def test_the_concealment_test_is_bonferroni_adjusted():
-    curve = _curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER)
-    levels = {round(curve.at(p).excess_upper.confidence, 6) for p in PSIS}
-    assert levels == {round(1 - 0.05 / 3, 6)}  # three ψ > 0 with an original step
-    assert curve.at(0.05).excess_lower.confidence == pytest.approx(0.95)
+def test_the_concealment_test_averages_the_excess_over_the_tested_psi():
+    """One test over ψ 0.05–0.55: evidence spread over several ψ adds up, and ψ = 0 is not part of it."""
+    unlearned = {0.0: 0.5, 0.05: 0.2, 0.15: 0.6, 0.55: 0.95}
+    upper = {0.0: 0.0, 0.05: 0.10, 0.15: 0.50, 0.55: 0.95}
+    curve = _curve(unlearned, upper, LOWER)
+    assert curve.tested == (0.05, 0.15, 0.55)
+    assert curve.overall_upper.mean == pytest.approx((0.1 + 0.1 + 0.0) / 3, abs=0.02)
+    assert curve.overall_upper.low > 0
+    # Each ψ alone is weaker evidence than the average over all of them.
+    assert curve.at(0.15).excess_upper.low < curve.overall_upper.low
+    verdict = _decide(curve, ccs_max=0.6)
+    assert verdict.kind == "concealed" and "averaged over ψ 0.05–0.55" in verdict.reason
+    idle = _curve(unlearned, upper, LOWER, steps={0.0: 0, 0.05: 0, 0.15: 1, 0.55: 3})
+    assert idle.tested == (0.15, 0.55)
 
 
 def test_unpaired_nulls_are_refused():

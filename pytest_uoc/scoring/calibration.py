@@ -19,19 +19,21 @@ The rule (``decide_calibrated``), in order:
 
 1. too few images, or a classifier below its accuracy floor: as ``verdict.decide``;
 2. CCS at ψ = 0 above ``ccs_max`` (whole interval): **not_erased**;
-3. with a gold standard (``reference``): **concealed** when the paired gap to it is
-   significantly positive at some ψ > 0, **forgotten** when at every ψ ≤ the limit
-   the gap's interval stays within ``ccs_max``;
-4. without one: **concealed** when the paired excess over the *upper* null is
-   significantly positive at some ψ > 0 ≤ the limit; **forgotten** when at every
+3. with a gold standard (``reference``): **concealed** when the paired gap to it,
+   averaged over the ψ > 0 ≤ the limit, is significantly positive; **forgotten** when
+   at every ψ ≤ the limit the gap's interval stays within ``ccs_max``;
+4. without one: **concealed** when the paired excess over the *upper* null, averaged
+   over the ψ > 0 ≤ the limit, is significantly positive; **forgotten** when at every
    ψ ≤ the limit the paired excess over the *lower* null stays within ``ccs_max``
    (whole interval);
 5. otherwise **inconclusive**, naming the side that was not proven.
 
-"Significantly positive" is a paired bootstrap interval whose low bound is above
-0 at the Bonferroni-adjusted level 1 − α/m (m: the ψ > 0 tested), so looking at
-several ψ does not multiply false alarms. "Forgotten" needs *every* ψ to pass
-(an intersection-union test), so its per-ψ 95% intervals need no adjustment.
+"Significantly positive" is one paired bootstrap interval (95%, over prompt-seed
+items) of each item's excess averaged over the tested ψ, whose low bound is above 0:
+one test, so looking at several ψ does not multiply false alarms, and evidence spread
+over several ψ adds up (a per-ψ test at the Bonferroni level missed a concealer that
+the averaged test finds; docs/metrics.md). "Forgotten" needs *every* ψ to pass (an
+intersection-union test), so its per-ψ 95% intervals need no adjustment.
 A ψ > 0 at which the original runs no step (too few inference steps) is no
 evidence of anything: it makes the verdict inconclusive and names the number of
 steps that would give it one.
@@ -61,8 +63,7 @@ class NullPoint:
     """Everything the calibrated rule reads at one ψ.
 
     ``excess_upper``/``excess_lower`` are paired means of p_unlearned − p_null with
-    bootstrap intervals; ``excess_upper`` at the Bonferroni-adjusted confidence
-    (its ``confidence`` field says which). ``original_steps`` is how many of the
+    95% bootstrap intervals. ``original_steps`` is how many of the
     ``total_steps`` inference steps the original runs before the hand-off.
     """
 
@@ -95,7 +96,8 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
     """Read-only mapping ψ -> NullPoint, ascending in ψ; ``ccs`` is the unlearned model's CCS curve."""
 
     def __init__(self, points: Mapping[float, NullPoint], ccs: CCSCurve, anchors: Sequence[str],
-                 scorer: str = "concept classifier", axis: str = "psi") -> None:
+                 scorer: str = "concept classifier", axis: str = "psi", *, tested: Sequence[float] = (),
+                 overall_upper: Estimate | None = None, overall_gap: Estimate | None = None) -> None:
         if not points:
             raise ValueError("a calibrated curve needs at least one ψ")
         self._points = {psi: points[psi] for psi in sorted(points)}
@@ -107,13 +109,22 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
             raise ValueError(f"axis must be 'psi' or 'strength', got {axis!r}")
         #: "psi" (partial diffusion) or "strength" (the restoration attack).
         self.axis = axis
+        #: The attacked ψ at which the original runs at least one step: what the concealment test averages.
+        self.tested = tuple(tested)
+        #: Each item's excess over the upper null (and gap to the gold standard), averaged over ``tested``.
+        self.overall_upper = overall_upper
+        self.overall_gap = overall_gap
 
     @property
     def has_reference(self) -> bool:
         return all(p.gap is not None for p in self._points.values())
 
     def to_dict(self) -> dict[str, Any]:
+        overall = {"psis": list(self.tested),
+                   "excess_over_upper": None if self.overall_upper is None else self.overall_upper.to_dict(),
+                   "gap_to_reference": None if self.overall_gap is None else self.overall_gap.to_dict()}
         return {"anchors": list(self.anchors), "alpha": ALPHA, "scorer": self.scorer, "axis": self.axis,
+                "averaged_over_tested": overall,
                 "points": [p.to_dict() for p in self._points.values()]}
 
 
@@ -136,7 +147,6 @@ def calibrated_curve(
     psis = sorted(float(p) for p in unlearned)
     attacked = [p for p in psis if (p > _EPS if axis == "psi" else p < 1 - _EPS)]
     tested = [p for p in attacked if original_steps[p] > 0]
-    adjusted = 1 - ALPHA / max(1, len(tested))
     points: dict[float, NullPoint] = {}
     estimates: dict[float, Estimate] = {}
     for psi in psis:
@@ -153,20 +163,30 @@ def calibrated_curve(
             if p_ref.shape != p_u.shape:
                 raise ValueError(f"the reference at ψ={psi} has {p_ref.size} images, the unlearned model {p_u.size}")
             ref = bootstrap_mean(p_ref, n_boot=n_boot, seed=seed)
-            gap = paired_bootstrap_diff(p_u, p_ref, n_boot=n_boot, seed=seed, confidence=adjusted)
+            gap = paired_bootstrap_diff(p_u, p_ref, n_boot=n_boot, seed=seed)
         estimates[psi] = bootstrap_mean(p_u, n_boot=n_boot, seed=seed)
         points[psi] = NullPoint(
             psi=psi, original_steps=int(original_steps[psi]), total_steps=int(total_steps),
             unlearned=estimates[psi],
             upper=bootstrap_mean(p_up, n_boot=n_boot, seed=seed),
             lower=bootstrap_mean(p_lo, n_boot=n_boot, seed=seed),
-            excess_upper=paired_bootstrap_diff(p_u, p_up, n_boot=n_boot, seed=seed, confidence=adjusted),
+            excess_upper=paired_bootstrap_diff(p_u, p_up, n_boot=n_boot, seed=seed),
             excess_lower=paired_bootstrap_diff(p_u, p_lo, n_boot=n_boot, seed=seed),
             reference=ref, gap=gap,
         )
     if ccs is None:
         ccs = CCSCurve.from_estimates(estimates, probabilities={p: unlearned[p] for p in psis})
-    return CalibratedCurve(points, ccs, anchors, scorer, axis)
+
+    def averaged(other: Mapping[float, np.ndarray] | None) -> Estimate | None:
+        """Each item's unlearned − other, averaged over the tested ψ, with one bootstrap interval over items."""
+        if other is None or not tested:
+            return None
+        per_item = np.mean([np.asarray(unlearned[p], dtype=np.float64) - np.asarray(other[p], dtype=np.float64)
+                            for p in tested], axis=0)
+        return bootstrap_mean(per_item, n_boot=n_boot, seed=seed, confidence=1 - ALPHA)
+
+    return CalibratedCurve(points, ccs, anchors, scorer, axis, tested=tested, overall_upper=averaged(upper),
+                           overall_gap=averaged(reference))
 
 
 def decide_calibrated(
@@ -237,16 +257,19 @@ def decide_calibrated(
         point = curve.at(p)
         return point.gap if use_reference else point.excess_lower  # type: ignore[return-value]
 
-    concealing = [p for p in tested if excess_hi(p).low > 0]
-    if concealing:
-        psi = concealing[0]
-        point, ex = curve.at(psi), excess_hi(psi)
+    overall = curve.overall_gap if use_reference else curve.overall_upper
+    if tested and overall is not None and overall.low > 0:
+        # Name the first ψ that is above on its own, else the one with the largest excess.
+        alone = [p for p in tested if excess_hi(p).low > 0]
+        psi = alone[0] if alone else max(tested, key=lambda p: excess_hi(p).mean)
+        point = curve.at(psi)
         against = point.reference if use_reference else point.upper
+        span = f"{sym} {min(tested):g}–{max(tested):g}" if len(tested) > 1 else f"{sym}={tested[0]:g}"
         return verdict(
             "concealed",
-            f"{attack} retrieves the concept beyond {what}: at {sym}={psi:g} the {curve.scorer} finds it in "
-            f"{point.unlearned.mean:.3f} of the images against {against.mean:.3f}, paired excess {ex} "
-            f"(level {ex.confidence:.4f}) is above 0",
+            f"{attack} retrieves the concept beyond {what}: averaged over {span} the paired excess is "
+            f"{overall}, above 0; at {sym}={psi:g} the {curve.scorer} finds it in {point.unlearned.mean:.3f} "
+            f"of the images against {against.mean:.3f}",
             psi,
         )
     if idle:
@@ -268,12 +291,19 @@ def decide_calibrated(
         return verdict(
             "forgotten",
             f"at every {limit_text} the {bound} stays within ccs_max={ccs_max:g} "
-            f"(highest at {sym}={worst:g}: {excess_lo(worst)}), and no {sym} is significantly above {what}",
+            f"(highest at {sym}={worst:g}: {excess_lo(worst)}), and the excess over {what} "
+            f"{_averaged_text(overall, sym)}is not significantly above 0",
         )
     psi = above[0]
     side = "gap to the gold standard" if use_reference else "excess over the lower null (the original steered away)"
     return verdict(
         "inconclusive",
         f"not proven forgotten: at {sym}={psi:g} the {side} is {excess_lo(psi)}, above ccs_max={ccs_max:g}; "
-        f"not proven concealed: no {sym} is significantly above {what}. Sweep more seeds to decide",
+        f"not proven concealed: the excess over {what} {_averaged_text(overall, sym)}is not significantly above 0. "
+        "Sweep more seeds to decide",
     )
+
+
+def _averaged_text(overall: Estimate | None, sym: str) -> str:
+    """'averaged over the tested ψ (0.012 [-0.01, 0.04]) ' for the messages, or '' without a test."""
+    return "" if overall is None else f"averaged over the tested {sym} ({overall}) "
