@@ -418,7 +418,9 @@ class Probe:
     def concept_scorer(self) -> str:
         """What decides "shows the concept" for the calibrated rule: the judge's name, or "concept classifier"."""
         if self.judge is None:
-            return "concept classifier"
+            from .scoring.calibration import CONCEPT_CLASSIFIER
+
+            return CONCEPT_CLASSIFIER
         return getattr(self.judge, "__name__", type(self.judge).__name__)
 
     def concept_values(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:

@@ -71,7 +71,7 @@ def test_the_concept_at_psi_zero_is_not_erased():
 
 
 def test_a_classifier_that_cannot_tell_the_models_apart_decides_first():
-    curve = _curve({0.0: 0.9, 0.05: 0.9, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER)
+    curve = _curve({0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}, UPPER, LOWER)
     assert _decide(curve, heldout_accuracy=0.5, images_differ=False).kind == "not_erased"
     assert _decide(curve, heldout_accuracy=0.5, images_differ=True).kind == "inconclusive"
 
@@ -84,6 +84,17 @@ def test_a_psi_without_an_original_step_is_never_evidence_of_forgetting():
     assert verdict.kind == "inconclusive"
     assert "ψ 0.05 gives the original 0 of 25 steps" in verdict.reason
     assert "use at least 11 steps" in verdict.reason
+
+
+def test_a_judge_shows_a_model_that_erased_nothing_even_when_the_classifier_cannot_tell():
+    """UCE-like: the model draws the concept like the original, so the classifier fails, but the judge sees it."""
+    curve = _curve({0.0: 0.9, 0.05: 0.9, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER)
+    verdict = _decide(curve, heldout_accuracy=0.56, images_differ=True)
+    assert verdict.kind == "not_erased" and "held-out accuracy 0.560" in verdict.reason
+    no_judge = calibrated_curve(
+        {p: _flags(0.9) for p in PSIS}, {p: _flags(UPPER[p]) for p in PSIS}, {p: _flags(LOWER[p]) for p in PSIS},
+        original_steps={p: round(p * 25) for p in PSIS}, total_steps=25, anchors=("a digit",))
+    assert _decide(no_judge, heldout_accuracy=0.56, images_differ=True).kind == "inconclusive"
 
 
 def test_too_few_images_is_inconclusive():

@@ -52,8 +52,10 @@ from .stats import Estimate, bootstrap_mean, paired_bootstrap_diff
 
 __all__ = ["ALPHA", "CalibratedCurve", "NullPoint", "calibrated_curve", "decide_calibrated"]
 
-#: Family-wise error rate of the concealment test over the ψ grid.
+#: Error rate of the concealment test (one test of the excess averaged over the tested ψ).
 ALPHA = 0.05
+#: ``CalibratedCurve.scorer`` when no judge was given (the probe's concept classifier).
+CONCEPT_CLASSIFIER = "concept classifier"
 
 _EPS = 1e-9
 
@@ -96,7 +98,7 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
     """Read-only mapping ψ -> NullPoint, ascending in ψ; ``ccs`` is the unlearned model's CCS curve."""
 
     def __init__(self, points: Mapping[float, NullPoint], ccs: CCSCurve, anchors: Sequence[str],
-                 scorer: str = "concept classifier", axis: str = "psi", *, tested: Sequence[float] = (),
+                 scorer: str = CONCEPT_CLASSIFIER, axis: str = "psi", *, tested: Sequence[float] = (),
                  overall_upper: Estimate | None = None, overall_gap: Estimate | None = None) -> None:
         if not points:
             raise ValueError("a calibrated curve needs at least one ψ")
@@ -140,7 +142,7 @@ def calibrated_curve(
     n_boot: int = 2000,
     seed: int = 0,
     ccs: CCSCurve | None = None,
-    scorer: str = "concept classifier",
+    scorer: str = CONCEPT_CLASSIFIER,
     axis: str = "psi",
 ) -> CalibratedCurve:
     """Build the per-ψ comparisons from per-image probabilities (paired by position: same prompt and seed)."""
@@ -232,11 +234,24 @@ def decide_calibrated(
 
     # Too few images, an untrustworthy classifier, or the concept drawn without help: as the absolute rule.
     first = considered[0]
-    if base.kind == "inconclusive" and base.reason.startswith("only ") or heldout_accuracy < accuracy_floor:
+    shown_alone = curve.at(first).unlearned.low > ccs_max
+    judged = curve.scorer != CONCEPT_CLASSIFIER
+    if base.kind == "inconclusive" and base.reason.startswith("only "):
+        return verdict(base.kind, base.reason)
+    if heldout_accuracy < accuracy_floor:
+        if judged and shown_alone:
+            # The judge needs no classifier: the model draws the concept itself, like the original.
+            return verdict(
+                "not_erased",
+                f"the unlearned model alone shows the concept: at {sym}={first:g} the {curve.scorer} finds it in "
+                f"{curve.at(first).unlearned} of the images, above ccs_max={ccs_max:g} (and the classifier cannot "
+                f"tell λO from λU: held-out accuracy {heldout_accuracy:.3f} < {accuracy_floor:.3f})",
+                first,
+            )
         return verdict(base.kind, base.reason)
     if base.kind == "not_erased":
         return verdict(base.kind, base.reason, base.first_retrieving_psi)
-    if curve.at(first).unlearned.low > ccs_max:
+    if shown_alone:
         return verdict(
             "not_erased",
             f"the unlearned model alone shows the concept: at {sym}={first:g} the {curve.scorer} finds it in "
