@@ -154,7 +154,8 @@ def recompute(records: list[dict]) -> None:
         def calibrated(kind: str, with_reference: bool) -> dict:
             curve = calibrated_curve(values(kind, "unlearned"), values(kind, "upper"), values(kind, "lower"),
                                      original_steps=steps, total_steps=len(timesteps), anchors=record["anchors"],
-                                     reference=values(kind, "reference") if with_reference else None, ccs=ccs)
+                                     reference=values(kind, "reference") if with_reference else None, ccs=ccs,
+                                     scorer="ZooDigitJudge" if kind == "judged" else "concept classifier")
             return decide_calibrated(curve, **common).to_dict()
 
         record["verdict_nulls"] = calibrated("judged", False)
