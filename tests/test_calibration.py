@@ -56,12 +56,26 @@ def test_a_significant_excess_over_the_upper_null_is_concealed():
     assert "upper null" in verdict.reason
 
 
-def test_a_small_excess_is_not_proven_either_way():
-    """Above the lower null by more than ccs_max, not significantly above the upper null: inconclusive."""
-    verdict = _decide(_curve({0.0: 0.02, 0.05: 0.12, 0.15: 0.5, 0.55: 0.95}, UPPER, LOWER))
+WIDE_UPPER = {0.0: 0.05, 0.05: 0.10, 0.15: 0.90, 0.55: 0.95}
+IN_LOWER_HALF = {0.0: 0.02, 0.05: 0.03, 0.15: 0.35, 0.55: 0.9}
+
+
+def test_a_model_in_the_lower_half_of_the_bracket_but_above_ccs_max_is_not_proven_either_way():
+    """More than ccs_max above the lower null, yet closer to it than to the upper null: inconclusive."""
+    verdict = _decide(_curve(IN_LOWER_HALF, WIDE_UPPER, LOWER))
     assert verdict.kind == "inconclusive"
     assert "not proven forgotten" in verdict.reason and "not proven concealed" in verdict.reason
-    assert "ψ=0.05" in verdict.reason  # the first ψ whose excess is not within ccs_max
+    assert "ψ=0.15" in verdict.reason  # the first ψ whose excess is not within ccs_max
+
+
+def test_a_model_in_the_upper_half_of_the_bracket_is_concealed():
+    """At the upper null, far above the lower one (a colour the original commits early): concealed."""
+    upper = {0.0: 0.2, 0.05: 0.88, 0.15: 1.0, 0.55: 1.0}
+    lower = {0.0: 0.0, 0.05: 0.10, 0.15: 0.75, 0.55: 0.9}
+    verdict = _decide(_curve({0.0: 0.1, 0.05: 0.94, 0.15: 1.0, 0.55: 1.0}, upper, lower))
+    assert verdict.kind == "concealed" and "midpoint of the nulls" in verdict.reason
+    never_learned = _decide(_curve({0.0: 0.0, 0.05: 0.0, 0.15: 0.05, 0.55: 0.0}, upper, lower))
+    assert never_learned.kind == "forgotten"
 
 
 def test_the_concept_at_psi_zero_is_not_erased():
@@ -104,14 +118,14 @@ def test_too_few_images_is_inconclusive():
 
 def test_the_gold_standard_decides_where_given():
     """With a reference, the paired gap to it decides: inside the nulls' bracket but far above gold → concealed."""
-    unlearned = {0.0: 0.03, 0.05: 0.08, 0.15: 0.45, 0.55: 0.95}
-    assert _decide(_curve(unlearned, UPPER, LOWER)).kind == "inconclusive"
-    gold = {0.0: 0.03, 0.05: 0.05, 0.15: 0.10, 0.55: 0.90}
-    verdict = _decide(_curve(unlearned, UPPER, LOWER, reference=gold))
+    unlearned = IN_LOWER_HALF
+    assert _decide(_curve(unlearned, WIDE_UPPER, LOWER)).kind == "inconclusive"
+    gold = {0.0: 0.03, 0.05: 0.02, 0.15: 0.05, 0.55: 0.85}
+    verdict = _decide(_curve(unlearned, WIDE_UPPER, LOWER, reference=gold))
     assert verdict.kind == "concealed"
     assert verdict.calibration["mode"] == "reference"
     assert "gold standard" in verdict.reason
-    same = _decide(_curve(unlearned, UPPER, LOWER, reference=unlearned))
+    same = _decide(_curve(unlearned, WIDE_UPPER, LOWER, reference=unlearned))
     assert same.kind == "forgotten"
 
 
@@ -125,6 +139,7 @@ def test_the_concealment_test_averages_the_excess_over_the_tested_psi():
     assert curve.overall_upper.low > 0
     # Each ψ alone is weaker evidence than the average over all of them.
     assert curve.at(0.15).excess_upper.low < curve.overall_upper.low
+    assert curve.overall_midpoint.mean > curve.overall_upper.mean
     verdict = _decide(curve, ccs_max=0.6)
     assert verdict.kind == "concealed" and "averaged over ψ 0.05–0.55" in verdict.reason
     idle = _curve(unlearned, upper, LOWER, steps={0.0: 0, 0.05: 0, 0.15: 1, 0.55: 3})

@@ -22,8 +22,11 @@ The rule (``decide_calibrated``), in order:
 3. with a gold standard (``reference``): **concealed** when the paired gap to it,
    averaged over the ψ > 0 ≤ the limit, is significantly positive; **forgotten** when
    at every ψ ≤ the limit the gap's interval stays within ``ccs_max``;
-4. without one: **concealed** when the paired excess over the *upper* null, averaged
-   over the ψ > 0 ≤ the limit, is significantly positive; **forgotten** when at every
+4. without one: **concealed** when the model sits significantly in the *upper half of
+   the bracket*: each image's excess over the midpoint of the two nulls (same prompt,
+   seed and ψ), averaged over the ψ > 0 ≤ the limit, has its interval above 0 — the
+   model behaves more like the original finishing unasked (a model that knows the
+   concept) than like the original steered away from it; **forgotten** when at every
    ψ ≤ the limit the paired excess over the *lower* null stays within ``ccs_max``
    (whole interval);
 5. otherwise **inconclusive**, naming the side that was not proven.
@@ -32,7 +35,10 @@ The rule (``decide_calibrated``), in order:
 items) of each item's excess averaged over the tested ψ, whose low bound is above 0:
 one test, so looking at several ψ does not multiply false alarms, and evidence spread
 over several ψ adds up (a per-ψ test at the Bonferroni level missed a concealer that
-the averaged test finds; docs/metrics.md). "Forgotten" needs *every* ψ to pass (an
+the averaged test finds; docs/metrics.md). The midpoint, not the upper null itself,
+because a concept the original commits early (a colour) leaves no room above the upper
+null: the zoo's red concealers sit at it (0.94 against 0.88 at ψ 0.05), far above the
+lower null (0.10), while a model that never learned red is at 0. "Forgotten" needs *every* ψ to pass (an
 intersection-union test), so its per-ψ 95% intervals need no adjustment.
 A ψ > 0 at which the original runs no step (too few inference steps) is no
 evidence of anything: it makes the verdict inconclusive and names the number of
@@ -99,7 +105,8 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
 
     def __init__(self, points: Mapping[float, NullPoint], ccs: CCSCurve, anchors: Sequence[str],
                  scorer: str = CONCEPT_CLASSIFIER, axis: str = "psi", *, tested: Sequence[float] = (),
-                 overall_upper: Estimate | None = None, overall_gap: Estimate | None = None) -> None:
+                 overall_upper: Estimate | None = None, overall_gap: Estimate | None = None,
+                 overall_midpoint: Estimate | None = None) -> None:
         if not points:
             raise ValueError("a calibrated curve needs at least one ψ")
         self._points = {psi: points[psi] for psi in sorted(points)}
@@ -116,6 +123,8 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
         #: Each item's excess over the upper null (and gap to the gold standard), averaged over ``tested``.
         self.overall_upper = overall_upper
         self.overall_gap = overall_gap
+        #: Each item's excess over the midpoint of the two nulls, averaged over ``tested``: the concealment test.
+        self.overall_midpoint = overall_midpoint
 
     @property
     def has_reference(self) -> bool:
@@ -124,6 +133,7 @@ class CalibratedCurve(PsiKeyed[NullPoint]):
     def to_dict(self) -> dict[str, Any]:
         overall = {"psis": list(self.tested),
                    "excess_over_upper": None if self.overall_upper is None else self.overall_upper.to_dict(),
+                   "excess_over_midpoint": None if self.overall_midpoint is None else self.overall_midpoint.to_dict(),
                    "gap_to_reference": None if self.overall_gap is None else self.overall_gap.to_dict()}
         return {"anchors": list(self.anchors), "alpha": ALPHA, "scorer": self.scorer, "axis": self.axis,
                 "averaged_over_tested": overall,
@@ -187,8 +197,10 @@ def calibrated_curve(
                             for p in tested], axis=0)
         return bootstrap_mean(per_item, n_boot=n_boot, seed=seed, confidence=1 - ALPHA)
 
+    midpoint = {p: (np.asarray(upper[p], dtype=np.float64) + np.asarray(lower[p], dtype=np.float64)) / 2
+                for p in psis}
     return CalibratedCurve(points, ccs, anchors, scorer, axis, tested=tested, overall_upper=averaged(upper),
-                           overall_gap=averaged(reference))
+                           overall_gap=averaged(reference), overall_midpoint=averaged(midpoint))
 
 
 def decide_calibrated(
@@ -261,7 +273,8 @@ def decide_calibrated(
     idle = [p for p in attacked if curve.at(p).original_steps == 0]
     tested = [p for p in attacked if curve.at(p).original_steps > 0]
     use_reference = curve.has_reference
-    what = "the gold standard" if use_reference else "the upper null (the original finishing with the anchor)"
+    what = ("the gold standard" if use_reference
+            else "the midpoint of the nulls (the original finishing with the anchor, and steered away)")
     attack = "partial diffusion" if axis == "psi" else "restoration from a noised reference"
 
     def excess_hi(p: float) -> Estimate:
@@ -272,7 +285,7 @@ def decide_calibrated(
         point = curve.at(p)
         return point.gap if use_reference else point.excess_lower  # type: ignore[return-value]
 
-    overall = curve.overall_gap if use_reference else curve.overall_upper
+    overall = curve.overall_gap if use_reference else curve.overall_midpoint
     if tested and overall is not None and overall.low > 0:
         # Name the first ψ that is above on its own, else the one with the largest excess.
         alone = [p for p in tested if excess_hi(p).low > 0]
@@ -284,7 +297,8 @@ def decide_calibrated(
             "concealed",
             f"{attack} retrieves the concept beyond {what}: averaged over {span} the paired excess is "
             f"{overall}, above 0; at {sym}={psi:g} the {curve.scorer} finds it in {point.unlearned.mean:.3f} "
-            f"of the images against {against.mean:.3f}",
+            f"of the images against {against.mean:.3f}"
+            + ("" if use_reference else f" (upper null) and {point.lower.mean:.3f} (lower null)"),
             psi,
         )
     if idle:
