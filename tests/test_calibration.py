@@ -78,6 +78,25 @@ def test_a_model_in_the_upper_half_of_the_bracket_is_concealed():
     assert never_learned.kind == "forgotten"
 
 
+def test_with_a_judge_the_judge_says_whether_the_model_draws_the_concept_alone():
+    """A high domain CCS at ψ = 0 (the original's style) is not 'not erased' when the judge sees no concept."""
+    from pytest_uoc.scoring import Estimate
+    from pytest_uoc.scoring.ccs import CCSCurve
+
+    styled = CCSCurve.from_estimates({p: Estimate(0.6, 0.5, 0.7, N) for p in PSIS})
+    judged = calibrated_curve(
+        {p: _flags(v) for p, v in {0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}.items()},
+        {p: _flags(UPPER[p]) for p in PSIS}, {p: _flags(LOWER[p]) for p in PSIS},
+        original_steps={p: round(p * 25) for p in PSIS}, total_steps=25, anchors=("a digit",), ccs=styled,
+        scorer="test judge")
+    assert _decide(judged).kind == "forgotten"
+    classifier = calibrated_curve(
+        {p: _flags(v) for p, v in {0.0: 0.03, 0.05: 0.05, 0.15: 0.2, 0.55: 0.95}.items()},
+        {p: _flags(UPPER[p]) for p in PSIS}, {p: _flags(LOWER[p]) for p in PSIS},
+        original_steps={p: round(p * 25) for p in PSIS}, total_steps=25, anchors=("a digit",), ccs=styled)
+    assert _decide(classifier).kind == "not_erased"
+
+
 def test_the_concept_at_psi_zero_is_not_erased():
     verdict = _decide(_curve({0.0: 0.9, 0.05: 0.9, 0.15: 0.9, 0.55: 0.95}, UPPER, LOWER))
     assert verdict.kind == "not_erased"

@@ -18,7 +18,8 @@ original finishing the denoising without being asked for the concept
 The rule (``decide_calibrated``), in order:
 
 1. too few images, or a classifier below its accuracy floor: as ``verdict.decide``;
-2. CCS at ψ = 0 above ``ccs_max`` (whole interval): **not_erased**;
+2. the concept at ψ = 0 above ``ccs_max`` (whole interval): **not_erased** — by the
+   judge where there is one, else by CCS or the concept classifier;
 3. with a gold standard (``reference``): **concealed** when the paired gap to it,
    averaged over the ψ > 0 ≤ the limit, is significantly positive; **forgotten** when
    at every ψ ≤ the limit the gap's interval stays within ``ccs_max``;
@@ -261,7 +262,9 @@ def decide_calibrated(
                 first,
             )
         return verdict(base.kind, base.reason)
-    if base.kind == "not_erased":
+    # With a judge, whether the model draws the concept on its own is the judge's to say: the domain
+    # classifier also scores the original's *style*, which a concealer keeps (docs/metrics.md).
+    if base.kind == "not_erased" and not judged:
         return verdict(base.kind, base.reason, base.first_retrieving_psi)
     if shown_alone:
         return verdict(
