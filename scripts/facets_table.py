@@ -235,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     names = zoo.names()
     if not names:
         print(f"error: the zoo's weights are missing from {zoo.weights_dir()}; build them first with "
-              "`python -m pytest_uoc.zoo.train` (or point UOC_ZOO_DIR at a built zoo)", file=sys.stderr)
+              "`python -m tools.zoo.train` (or point UOC_ZOO_DIR at a built zoo)", file=sys.stderr)
         return 2
     if not (zoo.weights_dir() / "judge.safetensors").is_file():
         print(f"error: the zoo's judge is missing ({zoo.weights_dir() / 'judge.safetensors'}); "
-              "rebuild the zoo with `python -m pytest_uoc.zoo.train`", file=sys.stderr)
+              "rebuild the zoo with `python -m tools.zoo.train`", file=sys.stderr)
         return 2
     try:
         manifest = zoo.manifest().get("models", {})

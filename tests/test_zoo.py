@@ -109,7 +109,7 @@ def test_judge_figures_of_the_shipped_original(original) -> None:
 def test_training_routines_stay_alive(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few steps of every stage on a tiny subset, then the rebuilt zoo loads through the same API."""
     from pytest_uoc.zoo.build import TEST_SIZE
-    from pytest_uoc.zoo.train import build_zoo
+    from tools.zoo.train import build_zoo
 
     out = tmp_path / "weights"
     manifest = build_zoo(tmp_path / "work", out, steps=2, vae_steps=2, method_steps=2, judge_steps=2,

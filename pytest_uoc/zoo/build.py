@@ -2,8 +2,9 @@
 
 Everything here is made from code: a word-level CLIP BPE vocabulary written to
 disk, a small ``CLIPTextModel``, ``AutoencoderKL`` and ``UNet2DConditionModel``
-and Stable Diffusion 1.x's DDIM scheduler configuration. The zoo trains these;
-tests use them with random weights.
+and Stable Diffusion 1.x's DDIM scheduler configuration. The zoo's training
+(``tools/zoo/train.py``, outside the package) trains these; tests use them with
+random weights.
 """
 
 from __future__ import annotations

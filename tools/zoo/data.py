@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .world import COLORS
+from pytest_uoc.zoo.world import COLORS
 
 __all__ = ["DigitImages", "load_digit_images", "render"]
 

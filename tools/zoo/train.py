@@ -1,7 +1,9 @@
 """Rebuild every model of the zoo from scratch, on the CPU, with fixed seeds.
 
-    python -m pytest_uoc.zoo.train                      # everything, into the package
-    python -m pytest_uoc.zoo.train --work runs/zoo --out /tmp/zoo --steps 200   # a quick look
+    python -m tools.zoo.train                      # everything, into the package
+    python -m tools.zoo.train --work runs/zoo --out /tmp/zoo --steps 200   # a quick look
+
+(from the repository root; rebuilding needs scikit-learn: ``pip install -e ".[zoo]"``).
 
 Stages (each cached in ``--work`` so an interrupted run resumes): the VAE, the
 original pipeline (UNet and text encoder trained together), one gold-standard
@@ -26,11 +28,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..report import atomic_write_bytes
-from . import methods, world
-from .build import ZOO_SIZE, PipelineSize, build_pipeline
+from pytest_uoc import zoo
+from pytest_uoc.report import atomic_write_bytes
+from pytest_uoc.zoo import world
+from pytest_uoc.zoo.build import ZOO_SIZE, PipelineSize, build_pipeline, sd_scheduler
+from pytest_uoc.zoo.judge import DigitJudge
+
+from . import methods
 from .data import DigitImages, load_digit_images
-from .judge import DigitJudge
 
 CONCEPTS = ("three", "red")
 METHODS = ("esd", "esdu", "ca", "uce", "salun", "conceal", "gold")
@@ -139,8 +144,6 @@ def train_unet(
     timesteps, so the prompt matters (and is learned) only at high noise; a
     uniform draw left the digit word ignored after 2000 steps (measured).
     """
-    from .build import sd_scheduler
-
     alphas = sd_scheduler().alphas_cumprod
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
@@ -218,8 +221,6 @@ def sample_pool(pipe: Any, prompts: Sequence[str], seed: int, steps: int = 50, g
 
 
 def _context(pipe: Any) -> methods.TrainingContext:
-    from .build import sd_scheduler
-
     return methods.TrainingContext(pipe.tokenizer, pipe.text_encoder, sd_scheduler().alphas_cumprod,
                                    pipe.scheduler.config.prediction_type)
 
@@ -479,10 +480,10 @@ def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_uoc.zoo.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.zoo.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("runs/zoo"), help="folder for resumable stage outputs")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights", help="where the shipped files go")
+    parser.add_argument("--out", type=Path, default=Path(zoo.__file__).parent / "weights", help="where the shipped files go")
     parser.add_argument("--steps", type=int, default=1600, help="UNet pre-training steps (original and gold standards)")
     parser.add_argument("--vae-steps", type=int, default=700)
     parser.add_argument("--method-steps", type=int, default=300, help="fine-tuning steps of each unlearning method")

@@ -1,6 +1,6 @@
 """Measure the zoo with its judge and write docs/zoo.md's evidence.
 
-    python -m pytest_uoc.zoo.evidence --out docs/zoo          # figures, grids, curves (JSON + PNG)
+    python -m tools.zoo.evidence --out docs/zoo               # figures, grids, curves (JSON + PNG)
 
 What it measures (every number goes to ``<out>/evidence.json``):
 - the original: the fraction of images showing the asked digit, per digit, and the asked colour;
@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 
-from . import world
+from pytest_uoc.units import DEFAULT_PSIS
+from pytest_uoc.zoo import world
+
 from .train import CONCEPTS, METHODS
 
-PSI_GRID = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
+PSI_GRID = DEFAULT_PSIS  # the plugin's default ψ grid
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,7 +72,7 @@ _CACHE: Any = None
 def generate(original: Any, model: Any, prompts: Sequence[str], seeds: Sequence[int], psis: Sequence[float],
              steps: int, batch: int) -> dict[float, torch.Tensor]:
     """Partial-diffusion images; the original's trajectory is shared between models through a cache."""
-    from ..diffusion import PartialDiffusion
+    from pytest_uoc.diffusion import PartialDiffusion
 
     engine = PartialDiffusion(original, model, num_inference_steps=steps, batch_size=batch, cache=_CACHE)
     return engine.sweep(list(prompts), list(psis), list(seeds)).images
@@ -80,9 +82,9 @@ def measure(out: Path, *, seeds_per_prompt: int, steps: int, batch: int, names: 
             concepts: Sequence[str] = CONCEPTS, original_figures: bool = True, extra_seeds: int = 24) -> dict:
     import tempfile
 
-    from .. import zoo
-    from ..diffusion.trajectory_cache import TrajectoryCache
-    from ..report import atomic_write_bytes
+    from pytest_uoc import zoo
+    from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache
+    from pytest_uoc.report import atomic_write_bytes
 
     global _CACHE
     _CACHE = TrajectoryCache(tempfile.mkdtemp(prefix="uoc-evidence-"))
@@ -130,8 +132,8 @@ def _original_figures(results: dict, original: Any, judge: Any, seeds_per_prompt
 def _concept_block(concept: str, original: Any, judge: Any, steps: int, batch: int, names: Sequence[str] | None,
                    out: Path, extra_seeds: int) -> dict:
     """Every model's curves, retention, leakage and paraphrase figures for one concept."""
-    from .. import zoo
-    from ..report import write_image_grid
+    from pytest_uoc import zoo
+    from pytest_uoc.report import write_image_grid
 
     prompts = world.concept_prompts(concept)
     n_seeds = max(1, math.ceil(256 / len(prompts)))
@@ -192,7 +194,7 @@ def plot_curves(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..report import _png_bytes, atomic_write_bytes
+    from pytest_uoc.report import _png_bytes, atomic_write_bytes
 
     for concept, block in results["concepts"].items():
         fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -267,7 +269,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_uoc.zoo.evidence", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.zoo.evidence", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/zoo"))
     parser.add_argument("--seeds", type=int, default=32, help="seeds per prompt for the original's figures")
