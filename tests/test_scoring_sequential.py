@@ -1,0 +1,77 @@
+"""Anytime-valid confidence sequences (scoring/sequential.py): valid at every look, deterministic, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_uoc.scoring.sequential import SIDE_ALPHA, confidence_sequence, lower_bound
+from pytest_uoc.scoring.stats import bootstrap_mean
+
+
+def test_interval_contains_the_sample_mean_and_stays_in_range():
+    values = np.array([0, 1, 1, 0, 1, 1, 1, 0], dtype=float)
+    estimate = confidence_sequence(values)
+    assert 0.0 <= estimate.low <= estimate.mean <= estimate.high <= 1.0
+    assert estimate.mean == pytest.approx(values.mean())
+    assert estimate.n == 8 and estimate.confidence == pytest.approx(1 - 2 * SIDE_ALPHA)
+
+
+def test_same_values_give_the_same_interval_bit_for_bit():
+    values = np.random.default_rng(3).random(40)
+    assert confidence_sequence(values, block=2) == confidence_sequence(values.copy(), block=2)
+
+
+def test_interval_shrinks_as_evidence_grows():
+    widths = [confidence_sequence(np.zeros(n), low=-1.0).halfwidth for n in (16, 32, 64)]
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_it_is_wider_than_a_fixed_sample_bootstrap_interval():
+    """Validity at every look costs width: never narrower than the fixed design's interval."""
+    values = (np.random.default_rng(1).random(48) < 0.4).astype(float)
+    sequential, fixed = confidence_sequence(values, block=3), bootstrap_mean(values)
+    assert sequential.low <= fixed.low and sequential.high >= fixed.high
+
+
+def test_values_far_above_a_limit_are_shown_above_it_early():
+    assert confidence_sequence(np.ones(16), block=2).low > 0.5
+
+
+def test_coverage_holds_at_every_look_at_once():
+    """Simulated: the true mean leaves the interval at *some* look in at most ~5% of sequences."""
+    rng = np.random.default_rng(0)
+    true_mean, runs, looks = 0.3, 300, (8, 16, 24, 32, 48, 64)
+    missed = 0
+    for _ in range(runs):
+        values = (rng.random(max(looks)) < true_mean).astype(float)
+        for n in looks:
+            estimate = confidence_sequence(values[:n], block=2)
+            if not estimate.low <= true_mean <= estimate.high:
+                missed += 1
+                break
+    assert missed / runs <= 2 * SIDE_ALPHA + 0.02
+
+
+def test_lower_bound_of_a_mean_at_zero_is_zero():
+    assert lower_bound(np.zeros(30)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"values": []}, "empty"),
+        ({"values": [0.1, float("nan")]}, "NaN"),
+        ({"values": [0.1], "low": 1.0, "high": 0.0}, "high > low"),
+        ({"values": [0.1], "block": 0}, "block"),
+        ({"values": [0.1], "alpha": 0.7}, "alpha"),
+    ],
+)
+def test_bad_input_is_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        confidence_sequence(**kwargs)
+
+
+def test_lower_bound_needs_values_in_the_unit_interval():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lower_bound([0.5, 1.5])
