@@ -21,7 +21,6 @@ the original denoises while the noise level ``σ >= 1 - ψ``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 import warnings
@@ -31,11 +30,17 @@ from typing import Any
 
 import torch
 
-from .families import Family, _encode_sd, check_family_pipeline, family_of
+from ..units import check_psi, check_psis
+from .families import Family, check_family_pipeline, family_of
 from .loading import check_pipeline, load_unlearned
-from .schedule import StepSplit, check_psi, split_steps
+from .sampler import GuidedModel, Sampler, Trajectory, chunks
+from .schedule import StepSplit, split_steps
+from .store import Named, SweepStore
 
-__all__ = ["NULL_NEGATIVES", "Images", "NullFinish", "PartialDiffusion", "Sweep", "check_prompts", "check_seeds"]
+__all__ = [
+    "NULL_NEGATIVES", "Images", "NullFinish", "PartialDiffusion", "Sweep", "check_anchors", "check_prompts",
+    "check_seeds",
+]
 
 #: Accepted values of ``NullFinish.negative``: what the original's unconditional side is.
 NULL_NEGATIVES = ("empty", "concept")
@@ -102,17 +107,6 @@ def check_seeds(seeds: object) -> list[int]:
     return out
 
 
-def _check_psis(psis: object) -> list[float]:
-    if isinstance(psis, int | float):
-        psis = [psis]
-    if not isinstance(psis, Iterable):
-        raise TypeError(f"psis must be a list of numbers in [0, 1], got {psis!r}")
-    values = [check_psi(p, name="every psi") for p in psis]
-    if not values:
-        raise ValueError("psis must not be empty: give at least one psi")
-    return values
-
-
 @dataclass
 class Images:
     """Images for one ψ: ``images`` is N×C×H×W in [0, 1], prompt-major, seed-minor."""
@@ -160,48 +154,6 @@ class Sweep:
     def at(self, psi: float) -> Images:
         """The images of one ψ as an ``Images`` record."""
         return Images(self[psi], self.prompts, self.seeds, check_psi(psi), 0)
-
-
-@dataclass
-class _Trajectory:
-    """The state of one batch of images between two denoising steps."""
-
-    latents: torch.Tensor
-    scheduler: Any
-    generators: list[torch.Generator]
-
-    def fork(self) -> _Trajectory:
-        clones = []
-        for gen in self.generators:
-            clone = torch.Generator(device=gen.device)
-            clone.set_state(gen.get_state())
-            clones.append(clone)
-        return _Trajectory(self.latents.clone(), copy.deepcopy(self.scheduler), clones)
-
-
-#: SD 1.x/2.x prompt encoding (kept under its old name).
-_encode = _encode_sd
-
-
-class _Model:
-    """One side of the hand-off: a denoiser (UNet or transformer) with the conditioning it uses.
-
-    ``engine`` gives the family and the settings some families encode with (image
-    size, sequence length); without it the pipeline is taken for SD 1.x/2.x.
-    """
-
-    def __init__(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool, dtype: torch.dtype,
-                 negative_prompts: list[str] | None = None, engine: Any = None):
-        self.family: Family = engine.family if engine is not None else family_of(pipe)
-        self.unet = self.family.denoiser(pipe)
-        with torch.inference_mode():
-            positive, negative = self.family.encode(pipe, prompts, device, cfg, negative_prompts, engine)
-        self.positive = self.family.to_dtype(positive, dtype)
-        self.negative = self.family.to_dtype(negative, dtype)
-
-    def embeddings(self, prompt_index: torch.Tensor) -> Any:
-        """The conditioning rows of ``prompt_index`` (negative rows first under CFG)."""
-        return Family.select(self.positive, self.negative, prompt_index)
 
 
 class PartialDiffusion:
@@ -287,25 +239,25 @@ class PartialDiffusion:
         #: fingerprints, ``state_dict`` keys and the trajectory cache do not change.
         self.compile_unet = compile_unet
         self._compiled: dict[int, Any] = {}
-        #: With a cache, also keep each finished image, keyed by both models: a re-run against
-        #: the same unlearned checkpoint (a CI re-run) then costs no UNet evaluation at all.
-        self.cache_images = bool(cache_images)
-        self._image_key: str | None = None
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = float(guidance_scale)
         self.eta = float(eta)
         self.batch_size = batch_size
         self.height = height or self.family.default_size(original)
         self.width = width or self.family.default_size(original)
-        self._latent_shape = self.family.latent_shape(self)
+        #: The denoising steps (start, denoise, decode) with this engine's settings.
+        self.sampler = Sampler(self)
         if cache is not None and self.family.cache_off_reason:
             warnings.warn(
                 f"pytest-uoc: trajectory cache off for this {self.family.label} engine: "
                 f"{self.family.cache_off_reason}", stacklevel=2,
             )
             cache = None
-        #: Optional ``TrajectoryCache``: the original's states at each hand-off, kept between runs.
-        self.cache = cache
+        #: What is kept between runs: the original's states at each hand-off (``cache``, a
+        #: ``TrajectoryCache``) and, with ``cache_images``, each finished image keyed by both
+        #: models, so a re-run against the same unlearned checkpoint (a CI re-run) costs no UNet
+        #: evaluation at all.
+        self.store = SweepStore(self, cache, cache_images=cache_images)
         #: Finish the branches of different ψ together, in UNet calls that mix their timesteps.
         #: None means on for CUDA (fewer, larger calls fill the GPU) and off on the CPU, where
         #: separate calls keep ``sweep`` bit-identical to ``generate``; mixed calls agree with
@@ -313,7 +265,6 @@ class PartialDiffusion:
         self.mix_branches = mix_branches
         #: The most images one mixed call may hold (default: 4 × batch_size).
         self.max_mixed_images = max_mixed_images or 4 * batch_size
-        self._cache_key: str | None = None
 
     # -- schedule -----------------------------------------------------------------
 
@@ -336,10 +287,26 @@ class PartialDiffusion:
     def do_cfg(self) -> bool:
         return self.family.cfg(self)
 
+    @property
+    def cache(self) -> Any:
+        """The ``TrajectoryCache`` the store keeps states (and images) in, or None."""
+        return self.store.cache
+
+    @cache.setter
+    def cache(self, cache: Any) -> None:
+        self.store.cache = cache
+
+    @property
+    def cache_images(self) -> bool:
+        """Whether finished images are kept too (with a cache)."""
+        return self.store.cache_images
+
+    @cache_images.setter
+    def cache_images(self, value: bool) -> None:
+        self.store.cache_images = bool(value)
+
     def _new_scheduler(self) -> Any:
-        scheduler = copy.deepcopy(self.original.scheduler)
-        self.family.set_timesteps(scheduler, self)
-        return scheduler
+        return self.sampler.new_scheduler()
 
     @property
     def timesteps(self) -> list[float]:
@@ -350,6 +317,7 @@ class PartialDiffusion:
         """Which inference steps the original and the unlearned model run at ``psi``."""
         num_train = int(self.original.scheduler.config.num_train_timesteps)
         return split_steps(psi, self.timesteps, num_train)
+
 
     # -- public API ---------------------------------------------------------------
 
@@ -371,55 +339,26 @@ class PartialDiffusion:
         """
         prompt_list = check_prompts(prompts)
         seed_list = check_seeds(seeds)
-        psi_list = _check_psis(psis)
+        psi_list = check_psis(psis)
         if null is not None:
             if not isinstance(null, NullFinish):
                 raise TypeError(f"null must be a NullFinish, got {type(null).__name__}")
-            if len(null.anchors) != len(prompt_list):
-                raise ValueError(
-                    f"a null finish needs one anchor per prompt: {len(prompt_list)} prompts, "
-                    f"{len(null.anchors)} anchors {list(null.anchors)}"
-                )
+            check_anchors(null, prompt_list)
         start = time.perf_counter()
         splits = {psi: self.steps_for(psi) for psi in psi_list}
         handoffs = sorted({split.handoff for split in splits.values()})
         # Second-order and PNDM schedulers run more UNet steps than num_inference_steps.
         total_steps = len(self.timesteps)
         items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
-        cfg = self.do_cfg
-        original = _Model(self.original, prompt_list, self.device, cfg, self.dtype, engine=self)
+        # The two sides of the hand-off: the original, and who finishes (the unlearned model, or a null).
+        original = self.sampler.model(self.original, prompt_list)
         original.unet = self._forward_of(original.unet)
-        shared_text = all(
-            getattr(self.unlearned, part, None) is getattr(self.original, part, None)
-            for part in self.family.text_parts
-        )
-        if null is not None:
-            negatives = prompt_list if null.negative == "concept" else None
-            if negatives is not None and not cfg:
-                warnings.warn(
-                    f"pytest-uoc: this {self.family.label} engine runs without classifier-free guidance "
-                    + ("(true_cfg_scale <= 1)" if self.family.name == "flux" else "(guidance_scale <= 1)")
-                    + ", so the negative prompt is ignored, as the pipeline ignores it: the lower null "
-                    "equals the upper null", stacklevel=2,
-                )
-            finisher = _Model(self.original, list(null.anchors), self.device, cfg, self.dtype, negatives, engine=self)
-            finisher.unet = original.unet
-            finisher_role = "null"
-            images_key = self._finished_key(null) if self.cache is not None else None
-        else:
-            if shared_text:
-                finisher = copy.copy(original)
-            else:
-                finisher = _Model(self.unlearned, prompt_list, self.device, cfg, self.dtype, engine=self)
-            finisher.unet = self._forward_of(self.family.denoiser(self.unlearned))
-            finisher_role, images_key = "unlearned", None
+        finisher = self._finisher(original, prompt_list, null)
         by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
         counts = {"original": 0, "unlearned": 0, "null": 0}
         with torch.inference_mode():
-            for batch in _chunks(items, self.batch_size):
-                named = [(prompt_list[p], s) for p, s in batch]
-                for handoff, images in self._branch_batch(batch, handoffs, original, finisher, counts, named,
-                                                          finisher_role=finisher_role, images_key=images_key):
+            for batch in chunks(items, self.batch_size):
+                for handoff, images in self._branch_batch(batch, prompt_list, handoffs, original, finisher, counts):
                     by_handoff[handoff].append(images)
         per_handoff = {k: torch.cat(v) for k, v in by_handoff.items()}
         images = {psi: per_handoff[split.handoff] for psi, split in splits.items()}
@@ -449,123 +388,117 @@ class PartialDiffusion:
             self._compiled[id(unet)] = torch.compile(unet, **options)
         return self._compiled[id(unet)]
 
-    def _start(self, batch: list[tuple[int, int]]) -> _Trajectory:
-        from diffusers.utils.torch_utils import randn_tensor
-
-        scheduler = self._new_scheduler()
-        generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
-        noise = [
-            randn_tensor((1, *self._latent_shape), generator=gen, device=self.device, dtype=self.dtype)
-            for gen in generators
-        ]
-        latents = self.family.initial(torch.cat(noise), scheduler, self)
-        return _Trajectory(latents, scheduler, generators)
-
-    def _step_kwargs(self, scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
-        return self.family.step_kwargs(self, scheduler, generators)
-
-    def _denoise(self, model: _Model, state: _Trajectory, step: int, embeddings: Any) -> None:
-        t, latent_in = self._model_input(model, state, step)
-        noise = model.family.forward(model.unet, latent_in, t, embeddings, self)
-        self._advance(model, state, step, noise)
-
-    @staticmethod
-    def _model_input(model: _Model, state: _Trajectory, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The timestep and the scaled denoiser input of one step (doubled for classifier-free guidance)."""
-        t = state.scheduler.timesteps[step]
-        latent_in = torch.cat([state.latents] * 2) if model.negative is not None else state.latents
-        return t, model.family.scale_input(state.scheduler, latent_in, t)
-
-    def _advance(self, model: _Model, state: _Trajectory, step: int, noise: torch.Tensor) -> None:
-        """Apply guidance to the denoiser's output and take the scheduler step."""
-        if model.negative is not None:
-            uncond, cond = noise.chunk(2)
-            noise = uncond + self.family.cfg_scale(self) * (cond - uncond)
-        t = state.scheduler.timesteps[step]
-        kwargs = self._step_kwargs(state.scheduler, state.generators)
-        state.latents = state.scheduler.step(noise, t, state.latents, **kwargs, return_dict=False)[0]
-
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.family.decode(self.original.vae, latents, self)
+    def _finisher(self, original: GuidedModel, prompts: list[str], null: NullFinish | None) -> _Finisher:
+        """Who denoises after the hand-off: the unlearned model with the prompts, or the original with a null."""
+        if null is None:
+            shared_text = all(
+                getattr(self.unlearned, part, None) is getattr(self.original, part, None)
+                for part in self.family.text_parts
+            )
+            model = copy.copy(original) if shared_text else self.sampler.model(self.unlearned, prompts)
+            model.unet = self._forward_of(self.family.denoiser(self.unlearned))
+            return _Finisher(model, "unlearned", None)
+        negatives = prompts if null.negative == "concept" else None
+        if negatives is not None and not self.do_cfg:
+            warnings.warn(
+                f"pytest-uoc: this {self.family.label} engine runs without classifier-free guidance "
+                + ("(true_cfg_scale <= 1)" if self.family.name == "flux" else "(guidance_scale <= 1)")
+                + ", so the negative prompt is ignored, as the pipeline ignores it: the lower null "
+                "equals the upper null", stacklevel=3,
+            )
+        model = self.sampler.model(self.original, list(null.anchors), negatives)
+        model.unet = original.unet
+        images_key = self.store.null_key(null.anchors, null.negative) if self.cache is not None else None
+        return _Finisher(model, "null", images_key)
 
     def _branch_batch(
         self,
         batch: list[tuple[int, int]],
+        prompts: list[str],
         handoffs: list[int],
-        original: _Model,
-        unlearned: _Model,
+        original: GuidedModel,
+        finisher: _Finisher,
         counts: dict[str, int],
-        named: list[tuple[str, int]],
-        *,
-        finisher_role: str = "unlearned",
-        images_key: str | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Walk the original's trajectory and finish every hand-off with ``unlearned`` (the finisher).
+        """The batch's finished images at every hand-off, as ``(hand-off, images)``.
 
-        Hand-offs whose states are all in the trajectory cache branch from the
-        cache; the original walks only as far as the uncached ones need,
-        starting from the latest cached state before them. ``finisher_role`` names
-        the counter the finishing evaluations go to; ``images_key`` the cache key
-        of the finished images (default: both models' fingerprints).
+        Images the store keeps come back as they are; every other hand-off branches from
+        the original's trajectory (``_handoff_states``) and the finisher denoises it to the
+        end, branch by branch or, when mixing, all branches together.
         """
+        named = [(prompts[p], s) for p, s in batch]
         prompt_index = torch.tensor([p for p, _ in batch], device=self.device)
         original_embeddings = original.embeddings(prompt_index)
-        unlearned_embeddings = unlearned.embeddings(prompt_index)
-        total = len(self._new_scheduler().timesteps)
+        embeddings = finisher.model.embeddings(prompt_index)
+        total = self.sampler.total_steps()
 
-        def finish(branch: _Trajectory, step: int) -> torch.Tensor:
-            for later in range(step, total):
-                self._denoise(unlearned, branch, later, unlearned_embeddings)
-                counts[finisher_role] += len(batch)
-            return self._store_images(named, step, self._decode(branch.latents), images_key)
+        def keep(step: int, branch: Trajectory) -> torch.Tensor:
+            return self.store.keep_images(named, step, self.sampler.decode(branch.latents), finisher.images_key)
 
-        finished = self._cached_images(named, handoffs, images_key)
+        finished = self.store.images(named, handoffs, finisher.images_key)
         yield from sorted(finished.items())
         handoffs = [k for k in handoffs if k not in finished]
         if not handoffs:
             return
-        cached = self._cached_states(named, handoffs)
-        pending = [k for k in handoffs if k not in cached]
-        resume, state = None, None
-        if pending:
-            resume, state = self._resume_point(named, pending[0], cached)
-            if state is None:
-                state = self._start(batch)
         mixing = self.mixing and len(handoffs) > 1
-        branches: dict[int, _Trajectory] = {}
-        for step, branch in sorted(cached.items()):
+        branches: dict[int, Trajectory] = {}
+        for step, branch in self._handoff_states(batch, named, handoffs, original, original_embeddings, counts):
             if mixing:
                 branches[step] = branch
-            else:
-                yield step, finish(branch, step)
-        if state is not None:
-            for step in range(resume or 0, total + 1):
-                if pending and pending[0] == step:
-                    pending.pop(0)
-                    self._store_states(named, step, state)
-                    branch = state if not pending else state.fork()
-                    if mixing:
-                        branches[step] = branch
-                    else:
-                        yield step, finish(branch, step)
-                if not pending or step == total:
-                    break
-                self._denoise(original, state, step, original_embeddings)
-                counts["original"] += len(batch)
+                continue
+            for later in range(step, total):
+                self.sampler.denoise(finisher.model, branch, later, embeddings)
+                counts[finisher.role] += len(batch)
+            yield step, keep(step, branch)
         if branches:
-            self._finish_mixed(branches, unlearned, unlearned_embeddings, total, counts, len(batch), finisher_role)
+            self._finish_mixed(branches, finisher, embeddings, total, counts, len(batch))
             for step, branch in sorted(branches.items()):
-                yield step, self._store_images(named, step, self._decode(branch.latents), images_key)
+                yield step, keep(step, branch)
+
+    def _handoff_states(
+        self,
+        batch: list[tuple[int, int]],
+        named: Named,
+        handoffs: list[int],
+        original: GuidedModel,
+        embeddings: Any,
+        counts: dict[str, int],
+    ) -> Iterator[tuple[int, Trajectory]]:
+        """The batch's state at every hand-off, each a branch of its own, in hand-off order.
+
+        States the store keeps come first. The original then walks only as far as the
+        others need, from the latest kept state before them (or from noise), keeping its
+        state at each hand-off and forking a branch there.
+        """
+        kept = self.store.states(named, handoffs)
+        pending = [k for k in handoffs if k not in kept]
+        resume, state = None, None
+        if pending:
+            resume, state = self.store.resume_point(named, pending[0], kept)
+            if state is None:
+                state = self.sampler.start(batch)
+        yield from sorted(kept.items())
+        if state is None:
+            return
+        total = self.sampler.total_steps()
+        for step in range(resume or 0, total + 1):
+            if pending and pending[0] == step:
+                pending.pop(0)
+                self.store.keep_state(named, step, state)
+                yield step, (state if not pending else state.fork())
+            if not pending or step == total:
+                break
+            self.sampler.denoise(original, state, step, embeddings)
+            counts["original"] += len(batch)
 
     def _finish_mixed(
         self,
-        branches: dict[int, _Trajectory],
-        model: _Model,
+        branches: dict[int, Trajectory],
+        finisher: _Finisher,
         embeddings: Any,
         total: int,
         counts: dict[str, int],
         images: int,
-        role: str = "unlearned",
     ) -> None:
         """Denoise every branch to the end, several branches (at different timesteps) per UNet call.
 
@@ -573,142 +506,41 @@ class PartialDiffusion:
         into calls of at most ``max_mixed_images`` images, each row carrying its
         own timestep. Scaling, guidance and the scheduler step stay per branch.
         """
+        model = finisher.model
         position = {start: start for start in branches}
         per_call = max(1, self.max_mixed_images // max(1, images))
         while True:
             active = [k for k in sorted(branches) if position[k] < total]
             if not active:
                 return
-            for group in _chunks(active, per_call):
+            for group in chunks(active, per_call):
                 inputs, steps_in = [], []
                 for key in group:
-                    t, latent_in = self._model_input(model, branches[key], position[key])
+                    t, latent_in = self.sampler.model_input(model, branches[key], position[key])
                     inputs.append(latent_in)
                     steps_in.append(t.reshape(1).expand(latent_in.shape[0]))
-                noise_all = model.family.forward(
-                    model.unet, torch.cat(inputs), torch.cat(steps_in), model.family.repeat(embeddings, len(group)),
-                    self,
+                noise_all = self.sampler.predict(
+                    model, torch.cat(inputs), torch.cat(steps_in), model.family.repeat(embeddings, len(group)),
                 )
                 for key, noise in zip(group, noise_all.split([x.shape[0] for x in inputs]), strict=True):
-                    self._advance(model, branches[key], position[key], noise)
+                    self.sampler.advance(model, branches[key], position[key], noise)
                     position[key] += 1
-                    counts[role] += images
-
-    # -- trajectory cache ---------------------------------------------------------------
-
-    def _key(self) -> str:
-        if self._cache_key is None:
-            extra = {
-                "steps": self.num_inference_steps, "guidance": self.guidance_scale, "eta": self.eta,
-                "height": self.height, "width": self.width, "device": self.device.type,
-                "dtype": str(self.dtype), "cfg": self.do_cfg,
-            }
-            self._cache_key = self.cache.model_key(self.original, extra)
-        return self._cache_key
-
-    def _cached_states(self, named: list[tuple[str, int]], handoffs: list[int]) -> dict[int, _Trajectory]:
-        """Hand-offs whose every image's state is in the cache, restored as batch states."""
-        if self.cache is None:
-            return {}
-        from .trajectory_cache import restore_scheduler
-
-        out: dict[int, _Trajectory] = {}
-        for step in handoffs:
-            # Load every entry even after a miss, so that each corrupt one is reported and removed.
-            entries = [self.cache.load(self._key(), prompt, seed, step) for prompt, seed in named]
-            if all(entry is not None for entry in entries):
-                generators = []
-                for entry in entries:
-                    gen = torch.Generator("cpu")
-                    gen.set_state(entry["generator"])
-                    generators.append(gen)
-                scheduler = restore_scheduler(self._new_scheduler(), [e["scheduler"] for e in entries], self.device)
-                latents = torch.cat([e["latents"] for e in entries]).to(self.device, self.dtype)
-                out[step] = _Trajectory(latents, scheduler, generators)
-                self.cache.hits += len(entries)
-        return out
-
-    def _resume_point(
-        self, named: list[tuple[str, int]], first_pending: int, cached: dict[int, _Trajectory]
-    ) -> tuple[int | None, _Trajectory | None]:
-        """The latest cached state at or before ``first_pending`` (any step, not only hand-offs)."""
-        if self.cache is None:
-            return None, None
-        for step in range(first_pending, 0, -1):
-            if step in cached:
-                return step, cached[step].fork()
-            prompt, seed = named[0]
-            if not self.cache.contains(self._key(), prompt, seed, step):
-                continue
-            found = self._cached_states(named, [step])
-            if step in found:
-                return step, found[step]
-        return None, None
-
-    def _images_key(self) -> str:
-        """The trajectory key extended by the unlearned model's fingerprints (finished images)."""
-        if self._image_key is None:
-            parts = [self._key(), "finished-images"]
-            parts += [self.cache.fingerprint(m) for m in (self.unlearned.unet, self.unlearned.text_encoder)]
-            self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        return self._image_key
-
-    def _finished_key(self, null: NullFinish) -> str:
-        """The cache key of a null's finished images: the original's key, the anchors and the negative side.
-
-        It depends on the original, prompts, anchors and seeds only, never on the unlearned
-        model, so a second checkpoint reuses the null finishes of the first.
-        """
-        parts = [self._key(), "null-finish", null.negative, *null.anchors]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-    def _cached_images(
-        self, named: list[tuple[str, int]], handoffs: list[int], key: str | None = None,
-    ) -> dict[int, torch.Tensor]:
-        """Hand-offs whose every finished image is in the cache (for this pair of models, or ``key``)."""
-        if self.cache is None or not self.cache_images:
-            return {}
-        key = key or self._images_key()
-        out: dict[int, torch.Tensor] = {}
-        for step in handoffs:
-            if not all(self.cache.contains(key, p, s, step) for p, s in named):
-                continue
-            entries = [self.cache.load(key, p, s, step) for p, s in named]
-            if all(e is not None and isinstance(e.get("image"), torch.Tensor) for e in entries):
-                out[step] = torch.cat([e["image"] for e in entries])
-                self.cache.hits += len(entries)
-        return out
-
-    def _store_images(
-        self, named: list[tuple[str, int]], step: int, images: torch.Tensor, key: str | None = None,
-    ) -> torch.Tensor:
-        if self.cache is not None and self.cache_images:
-            key = key or self._images_key()
-            for i, (prompt, seed) in enumerate(named):
-                self.cache.store(key, prompt, seed, step, {"image": images[i:i + 1].clone()})
-        return images
-
-    def _store_states(self, named: list[tuple[str, int]], step: int, state: _Trajectory) -> None:
-        if self.cache is None:
-            return
-        from .trajectory_cache import scheduler_state
-
-        per_image = scheduler_state(state.scheduler, self._new_scheduler(), len(named))
-        if per_image is None:
-            warnings.warn(
-                f"pytest-uoc: {type(state.scheduler).__name__} keeps state the trajectory cache cannot split "
-                "per image; caching is off for this engine", stacklevel=2,
-            )
-            self.cache = None
-            return
-        for i, (prompt, seed) in enumerate(named):
-            self.cache.store(self._key(), prompt, seed, step, {
-                "latents": state.latents[i:i + 1].detach().cpu().clone(),
-                "generator": state.generators[i].get_state(),
-                "scheduler": per_image[i],
-            })
+                    counts[finisher.role] += images
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+@dataclass
+class _Finisher:
+    """Who finishes the hand-offs: the model, the counter its evaluations go to, its images' store key."""
+
+    model: GuidedModel
+    role: str
+    images_key: str | None
+
+
+def check_anchors(null: NullFinish, prompts: list[str]) -> None:
+    """Raise unless ``null`` has one anchor per prompt."""
+    if len(null.anchors) != len(prompts):
+        raise ValueError(
+            f"a null finish needs one anchor per prompt: {len(prompts)} prompts, "
+            f"{len(null.anchors)} anchors {list(null.anchors)}"
+        )

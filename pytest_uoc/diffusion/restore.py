@@ -28,47 +28,17 @@ min(steps * s, steps))`` and noise with flow matching's ``scale_noise`` (σ·noi
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from .engine import (
-    NullFinish,
-    PartialDiffusion,
-    _chunks,
-    _Model,
-    _Trajectory,
-    check_prompts,
-    check_seeds,
-)
+from ..units import check_strength, check_strengths
+from .engine import NullFinish, PartialDiffusion, check_anchors, check_prompts, check_seeds
+from .sampler import Trajectory, chunks
 
 __all__ = ["Restoration", "check_strength", "encode_references", "load_reference_images", "restore", "restore_start"]
-
-
-def check_strength(strength: object, *, name: str = "strength") -> float:
-    """Return ``strength`` as a float after checking it is a finite number in [0, 1]."""
-    if isinstance(strength, bool) or not isinstance(strength, int | float) and not hasattr(strength, "__float__"):
-        raise TypeError(f"{name} must be a number in [0, 1], got {strength!r} ({type(strength).__name__})")
-    value = float(strength)  # type: ignore[arg-type]
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"{name} must be a finite number in [0, 1] (0: the reference as is, 1: pure noise), got {strength!r}"
-        )
-    return value
-
-
-def _check_strengths(strengths: object) -> list[float]:
-    if isinstance(strengths, int | float):
-        strengths = [strengths]
-    if not isinstance(strengths, Iterable) or isinstance(strengths, str | bytes):
-        raise TypeError(f"strengths must be a list of numbers in [0, 1], got {strengths!r}")
-    values = [check_strength(s, name="every strength") for s in strengths]
-    if not values:
-        raise ValueError("strengths must not be empty: give at least one strength")
-    return values
 
 
 def restore_start(engine: PartialDiffusion, strength: float) -> int:
@@ -119,7 +89,7 @@ def encode_references(engine: PartialDiffusion, references: torch.Tensor, batch_
             "reference images must be a float tensor N×3×H×W in [0, 1] (or N×4×h×w latents), "
             f"got shape {tuple(references.shape)} and dtype {references.dtype}"
         )
-    channels, h, w = engine._latent_shape
+    channels, h, w = engine.sampler.latent_shape
     if references.shape[0] == 0:
         raise ValueError("reference images: got 0 images; give at least one")
     if not bool(torch.isfinite(references).all()):
@@ -188,7 +158,7 @@ def restore(
     """
     prompt_list = check_prompts(prompts)
     seed_list = check_seeds(seeds)
-    strength_list = _check_strengths(strengths)
+    strength_list = check_strengths(strengths)
     items = [(p, s) for p in range(len(prompt_list)) for s in seed_list]
     latents = encode_references(engine, references)
     if latents.shape[0] == 1:
@@ -200,19 +170,17 @@ def restore(
         )
     start = time.perf_counter()
     starts = {s: restore_start(engine, s) for s in strength_list}
+    sampler = engine.sampler
     if null is not None:
-        if len(null.anchors) != len(prompt_list):
-            raise ValueError(f"a null finish needs one anchor per prompt: {len(prompt_list)} prompts, "
-                             f"{len(null.anchors)} anchors {list(null.anchors)}")
+        check_anchors(null, prompt_list)
         negatives = prompt_list if null.negative == "concept" else None
-        model = _Model(engine.original, list(null.anchors), engine.device, engine.do_cfg, engine.dtype, negatives,
-                       engine=engine)
+        model = sampler.model(engine.original, list(null.anchors), negatives)
     else:
-        model = _Model(engine.unlearned, prompt_list, engine.device, engine.do_cfg, engine.dtype, engine=engine)
+        model = sampler.model(engine.unlearned, prompt_list)
     by_start: dict[int, list[torch.Tensor]] = {k: [] for k in sorted(set(starts.values()))}
     evals = 0
     with torch.inference_mode():
-        for index in _chunks(list(range(len(items))), engine.batch_size):
+        for index in chunks(list(range(len(items))), engine.batch_size):
             batch = [items[i] for i in index]
             prompt_index = torch.tensor([p for p, _ in batch], device=engine.device)
             embeddings = model.embeddings(prompt_index)
@@ -220,13 +188,13 @@ def restore(
             for t_start in by_start:
                 state = _noised(engine, init, batch, t_start)
                 if state is None:  # strength 0: nothing to denoise
-                    by_start[t_start].append(engine._decode(engine.family.pack(init, engine)))
+                    by_start[t_start].append(sampler.decode(engine.family.pack(init, engine)))
                     continue
                 begin = t_start * getattr(state.scheduler, "order", 1)
                 for step in range(begin, len(state.scheduler.timesteps)):
-                    engine._denoise(model, state, step, embeddings)
+                    sampler.denoise(model, state, step, embeddings)
                     evals += len(batch)
-                by_start[t_start].append(engine._decode(state.latents))
+                by_start[t_start].append(sampler.decode(state.latents))
     per_start = {k: torch.cat(v) for k, v in by_start.items()}
     return Restoration(
         {s: per_start[k] for s, k in starts.items()}, prompts=prompt_list, seeds=seed_list, starts=starts,
@@ -234,24 +202,17 @@ def restore(
     )
 
 
-def _noised(engine: PartialDiffusion, init: torch.Tensor, batch: list[tuple[int, int]], t_start: int) -> _Trajectory | None:
+def _noised(engine: PartialDiffusion, init: torch.Tensor, batch: list[tuple[int, int]], t_start: int) -> Trajectory | None:
     """The batch's state at ``t_start``: the references noised as img2img noises them (None: no steps)."""
-    from diffusers.utils.torch_utils import randn_tensor
-
     if t_start >= engine.num_inference_steps:
         return None
     if t_start == 0:  # strength 1: pure generation from noise, as partial diffusion at ψ = 0
-        return engine._start(batch)
-    scheduler = engine._new_scheduler()
+        return engine.sampler.start(batch)
+    scheduler = engine.sampler.new_scheduler()
     begin = t_start * getattr(scheduler, "order", 1)
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(begin)
-    generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
-    noise = torch.cat([
-        randn_tensor((1, *engine._latent_shape), generator=gen, device=engine.device, dtype=engine.dtype)
-        for gen in generators
-    ])
+    noise, generators = engine.sampler.noise(batch)
     timestep = scheduler.timesteps[begin:begin + 1].repeat(len(batch))
     latents = engine.family.noised(scheduler, init, noise, timestep, engine)
-    return _Trajectory(latents, scheduler, generators)
-
+    return Trajectory(latents, scheduler, generators)

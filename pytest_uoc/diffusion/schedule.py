@@ -15,21 +15,12 @@ in (0, 1], so the original runs while ``σ >= 1 - ψ``. Their first timestep is
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..units import check_psi
+
 __all__ = ["StepSplit", "check_psi", "cutoff_timestep", "split_steps"]
-
-
-def check_psi(psi: object, *, name: str = "psi") -> float:
-    """Return ``psi`` as a float after checking it is a finite number in [0, 1]."""
-    if isinstance(psi, bool) or not isinstance(psi, int | float) and not hasattr(psi, "__float__"):
-        raise TypeError(f"{name} must be a number in [0, 1], got {psi!r} ({type(psi).__name__})")
-    value = float(psi)  # type: ignore[arg-type]
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a finite number in [0, 1], got {psi!r}")
-    return value
 
 
 def cutoff_timestep(psi: float, num_train_timesteps: int = 1000) -> int:
