@@ -75,12 +75,19 @@ class Family:
     pipeline_class = "StableDiffusionPipeline"
     img2img_class = "StableDiffusionImg2ImgPipeline"
     text_parts: tuple[str, ...] = ("text_encoder", "tokenizer")
-    parts: tuple[str, ...] = ("unet", "scheduler", "vae", "text_encoder", "tokenizer")
+    #: Text parts a pipeline of the family may lack (SD3 runs without its T5 encoder).
+    optional_parts: tuple[str, ...] = ()
     #: Why the trajectory cache is off for this family (None: it works).
     cache_off_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<model family {self.label}>"
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts every pipeline of the family has: denoiser, scheduler, VAE and the required text parts."""
+        required = tuple(part for part in self.text_parts if part not in self.optional_parts)
+        return (self.denoiser_attr, "scheduler", "vae", *required)
 
     # -- parts ------------------------------------------------------------------------------
 
@@ -201,7 +208,6 @@ class SDXL(Family):
     pipeline_class = "StableDiffusionXLPipeline"
     img2img_class = "StableDiffusionXLImg2ImgPipeline"
     text_parts = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
-    parts = ("unet", "scheduler", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
     cache_off_reason = (
         "the trajectory cache keys fingerprint one UNet and one text encoder; SDXL's second text "
         "encoder and added conditioning are not in the key"
@@ -308,7 +314,7 @@ class SD3(_FlowMatching):
     pipeline_class = "StableDiffusion3Pipeline"
     img2img_class = "StableDiffusion3Img2ImgPipeline"
     text_parts = ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3")
-    parts = ("transformer", "scheduler", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+    optional_parts = ("text_encoder_3", "tokenizer_3")
 
     def cfg(self, engine: Any) -> bool:
         return engine.guidance_scale > 1.0
@@ -360,7 +366,6 @@ class Flux(_FlowMatching):
     pipeline_class = "FluxPipeline"
     img2img_class = "FluxImg2ImgPipeline"
     text_parts = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
-    parts = ("transformer", "scheduler", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
     default_max_sequence_length = 512
 
     def cfg(self, engine: Any) -> bool:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -443,15 +443,7 @@ def load_unlearned(original: Any, source: Any, kind: str = "auto") -> Any:
         check_unet_compatible(original.unet, source.unet)
         return source
     if isinstance(source, torch.nn.Module):
-        if not hasattr(source, "config"):
-            raise TypeError(
-                f"unlearned model must be a pipeline, a UNet2DConditionModel or a path, got {type(source).__name__}"
-            )
-        _check_same_family(original, fam.family_name_of_model(source), f"the unlearned {type(source).__name__}")
-        check_unet_compatible(original.unet, source)
-        unet = source
-        if (source.device, source.dtype) != (original.unet.device, original.unet.dtype):
-            unet = source.to(device=original.unet.device, dtype=original.unet.dtype)
+        unet = _checked_denoiser(original, original.unet, source, "UNet2DConditionModel", check_unet_compatible)
         return _pipeline_with_unet(original, unet)
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
@@ -534,6 +526,22 @@ def _check_denoiser_compatible(original_model: Any, model: Any, label: str) -> N
         )
 
 
+def _checked_denoiser(original: Any, reference: Any, source: Any, what: str,
+                      check_compatible: Callable[[Any, Any], None]) -> Any:
+    """``source``, an unlearned denoiser module, checked against ``reference`` and on its device and dtype.
+
+    ``what`` names the class the error expects; ``check_compatible(reference, source)`` raises
+    when the two are not the same architecture.
+    """
+    if not hasattr(source, "config"):
+        raise TypeError(f"unlearned model must be a pipeline, a {what} or a path, got {type(source).__name__}")
+    _check_same_family(original, fam.family_name_of_model(source), f"the unlearned {type(source).__name__}")
+    check_compatible(reference, source)
+    if (source.device, source.dtype) != (reference.device, reference.dtype):
+        return source.to(device=reference.device, dtype=reference.dtype)
+    return source
+
+
 def _load_transformer_family(original: Any, source: Any, kind: str, family: Any) -> Any:
     """``load_unlearned`` for SD3 and Flux: a pipeline, a transformer, a diffusers folder or a weight file.
 
@@ -550,15 +558,8 @@ def _load_transformer_family(original: Any, source: Any, kind: str, family: Any)
         _check_denoiser_compatible(denoiser, family.denoiser(source), family.label)
         return source
     if isinstance(source, torch.nn.Module):
-        if not hasattr(source, "config"):
-            raise TypeError(
-                f"unlearned model must be a pipeline, a {type(denoiser).__name__} or a path, got {type(source).__name__}"
-            )
-        _check_same_family(original, fam.family_name_of_model(source), f"the unlearned {type(source).__name__}")
-        _check_denoiser_compatible(denoiser, source, family.label)
-        model = source
-        if (source.device, source.dtype) != (denoiser.device, denoiser.dtype):
-            model = source.to(device=denoiser.device, dtype=denoiser.dtype)
+        model = _checked_denoiser(original, denoiser, source, type(denoiser).__name__,
+                                  lambda ref, new: _check_denoiser_compatible(ref, new, family.label))
         return _pipeline_with(original, **{attr: model})
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
