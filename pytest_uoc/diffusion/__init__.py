@@ -3,14 +3,18 @@
 from .engine import Images, PartialDiffusion, Sweep
 from .loading import load_pipeline, load_unlearned
 from .restore import Restoration, restore, restore_start
+from .sampler import GuidedModel, Sampler, Trajectory
 from .schedule import StepSplit, cutoff_timestep, split_steps
 
 __all__ = [
+    "GuidedModel",
     "Images",
     "PartialDiffusion",
     "Restoration",
+    "Sampler",
     "StepSplit",
     "Sweep",
+    "Trajectory",
     "cutoff_timestep",
     "load_pipeline",
     "load_unlearned",

@@ -9,6 +9,14 @@ cutoff, carrying the scheduler and generator state so stochastic schedulers
 stay exact. Each image has its own CPU generator seeded with its seed, so no
 image depends on how images were batched.
 
+The steps themselves (start from noise, denoise one step with classifier-free
+guidance, decode) are the engine's ``Sampler`` (``sampler.py``), which
+restoration uses too; what is kept between runs (the original's states at each
+hand-off, finished images) is behind the engine's ``SweepStore`` (``store.py``).
+A sweep per batch: take what the store has, walk the original from the latest
+kept state (or from noise) forking a branch at every hand-off, finish each
+branch with the unlearned model, decode, and give the store what it lacked.
+
 Model families (``families.py``): SD 1.x/2.x, SDXL, SD3 and Flux run through
 the same loop; prompt encoding, the denoiser's call, the schedule, latent
 packing and decoding come from the family's adapter, detected from the
