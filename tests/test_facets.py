@@ -278,7 +278,7 @@ def test_zoo_judge_without_weights_says_how_to_build_them(tmp_path, monkeypatch)
     from pytest_uoc.judges import zoo_digit_judge
 
     monkeypatch.setenv("UOC_ZOO_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="judge weights are missing.*pytest_uoc.zoo.train"):
+    with pytest.raises(FileNotFoundError, match="judge weights are missing.*zoo.train"):
         zoo_digit_judge("three")
 
 

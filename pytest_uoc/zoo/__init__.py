@@ -55,7 +55,7 @@ def _check_name(name: str) -> str:
     if not known:
         raise FileNotFoundError(
             f"the zoo's weights are missing from {weights_dir()}; rebuild them with "
-            "`python -m pytest_uoc.zoo.train`"
+            "`python -m tools.zoo.train` (from a clone of the repository)"
         )
     if bare not in known:
         raise ValueError(f"unknown zoo model {name!r}; the zoo ships: {', '.join(known)}")
