@@ -2,16 +2,42 @@
 
 Entries are touched when they are used, so a file's modification time says
 when it was last needed; ``evict_lru`` trims the folder to a size limit by
-removing the least recently used files first.
+removing the least recently used files first. ``atomic_write_bytes`` writes a
+file so that no reader ever sees half of it (cache entries, reports, pictures);
+it lives here, below the report, so that scoring can cache without importing
+the report.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-__all__ = ["cache_size", "clear_cache", "evict_lru", "touch"]
+__all__ = ["atomic_write_bytes", "cache_size", "clear_cache", "evict_lru", "touch"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder (mode 0666 less the umask)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; files are shared like any other
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def cache_size(folder: str | Path) -> int:

@@ -7,12 +7,13 @@ interrupted run never leaves a half-written report.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .cache import atomic_write_bytes
+from .units import same_psi
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -37,28 +38,6 @@ REPORT_SCHEMA_VERSION = 2
 
 class OutputWarning(UserWarning):
     """A plot or image grid could not be written; the verdict stands."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder (mode 0666 less the umask)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; files are shared like any other
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -168,23 +147,40 @@ def _png_bytes(figure: Any, title: str = "") -> bytes:
     return buffer.getvalue()
 
 
-def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_limit: float | None = None,
-               title: str = "", reference: Any = None, xlabel: str | None = None) -> Path:
-    """CCS against ψ with its 95% band, the limit, and an optional reference curve."""
+def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A new matplotlib figure and its axes (the Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=figsize)
+
+
+def _save_figure(figure: Any, path: str | Path, title: str = "") -> Path:
+    """Write the figure as a PNG at ``path`` (``title`` in its text chunk) and close it."""
+    import matplotlib.pyplot as plt
+
+    data = _png_bytes(figure, title)
+    plt.close(figure)
+    return _write_artifact(path, data)
+
+
+def _band(ax: Any, xs: Sequence[float], points: Sequence[Any], style: str, color: str, label: str,
+          alpha: float) -> None:
+    """Means as a line, 95% intervals as a shaded band (``points`` have mean, low, high)."""
+    ax.plot(xs, [p.mean for p in points], style, color=color, label=label)
+    ax.fill_between(xs, [p.low for p in points], [p.high for p in points], color=color, alpha=alpha)
+
+
+def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_limit: float | None = None,
+               title: str = "", reference: Any = None, xlabel: str | None = None) -> Path:
+    """CCS against ψ with its 95% band, the limit, and an optional reference curve."""
     psis = list(curve.psis)
-    est = [curve.at(p) for p in psis]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(psis, [e.mean for e in est], "o-", color="tab:red", label="unlearned")
-    ax.fill_between(psis, [e.low for e in est], [e.high for e in est], color="tab:red", alpha=0.2)
+    fig, ax = _axes((5, 3.2))
+    _band(ax, psis, [curve.at(p) for p in psis], "o-", "tab:red", "unlearned", 0.2)
     if reference is not None:
-        ref = [reference.at(p) for p in psis]
-        ax.plot(psis, [e.mean for e in ref], "s--", color="tab:blue", label="reference")
-        ax.fill_between(psis, [e.low for e in ref], [e.high for e in ref], color="tab:blue", alpha=0.15)
+        _band(ax, psis, [reference.at(p) for p in psis], "s--", "tab:blue", "reference", 0.15)
     if limit is not None:
         ax.axhline(limit, color="black", lw=1, ls=":", label=f"ccs_max {limit}")
     if psi_limit is not None:
@@ -194,9 +190,17 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    data = _png_bytes(fig, title)
-    plt.close(fig)
-    return _write_artifact(path, data)
+    return _save_figure(fig, path, title)
+
+
+def is_attack(point: float, *, strength: bool) -> bool:
+    """Whether a point of a curve is an attack: ψ > 0, or a restoration strength < 1 (``units.same_psi``)."""
+    return point < 1 and not same_psi(point, 1.0) if strength else point > 0 and not same_psi(point, 0.0)
+
+
+def looked_at(point: float, limit: float, *, strength: bool) -> bool:
+    """Whether a verdict at ``limit`` looks at a point: ψ ≤ the limit, or a strength ≥ it (``units.same_psi``)."""
+    return (point >= limit if strength else point <= limit) or same_psi(point, limit)
 
 
 def calibration_table(verdict: Any) -> list[str]:
@@ -217,8 +221,8 @@ def calibration_table(verdict: Any) -> list[str]:
         psi = point["psi"]
         hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
         lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
-        attacked = psi < 1 - 1e-9 if strength else psi > 1e-9
-        within = psi >= verdict.psi_limit - 1e-9 if strength else psi <= verdict.psi_limit + 1e-9
+        attacked = is_attack(psi, strength=strength)
+        within = looked_at(psi, verdict.psi_limit, strength=strength)
         flag = ""
         if attacked and point["original_steps"] == 0:
             flag = "  <- no step" if strength else "  <- no original step"
@@ -257,7 +261,7 @@ def bracket_at(verdict: Any, psi: float) -> str | None:
     if not verdict.calibration:
         return None
     for point in verdict.calibration["points"]:
-        if abs(point["psi"] - psi) < 1e-9:
+        if same_psi(point["psi"], psi):
             return (f"{point['unlearned']['mean']:.2f} [{point['lower_null']['mean']:.2f}, "
                     f"{point['upper_null']['mean']:.2f}]")
     return None
@@ -271,14 +275,9 @@ def plot_calibrated(calibration: Mapping[str, Any], path: str | Path, *, limit: 
     concept for the unlearned model, the upper and lower nulls, and the gold standard
     where one was given.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     points = list(calibration["points"])
     psis = [p["psi"] for p in points]
-    fig, ax = plt.subplots(figsize=(5.4, 3.4))
+    fig, ax = _axes((5.4, 3.4))
     upper = [p["upper_null"]["mean"] for p in points]
     lower = [p["lower_null"]["mean"] for p in points]
     ax.fill_between(psis, lower, upper, color="tab:gray", alpha=0.25, label="null bracket (lower–upper)")
@@ -296,9 +295,7 @@ def plot_calibrated(calibration: Mapping[str, Any], path: str | Path, *, limit: 
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title + (f"  (ccs_max {limit:g} over the lower null)" if limit is not None else ""), fontsize=8)
     ax.legend(fontsize=6, loc="upper left")
-    data = _png_bytes(fig)
-    plt.close(fig)
-    return _write_artifact(path, data)
+    return _save_figure(fig, path)
 
 
 def write_image_grid(images_by_psi: Mapping[float, Any], path: str | Path, *, max_columns: int = 8,
@@ -377,16 +374,9 @@ def write_labelled_grid(rows: Sequence[tuple[str, Any]], path: str | Path, *, ma
 
 def plot_gap(gap: Any, path: str | Path, *, limit: float | None = None, title: str = "") -> Path:
     """The concealment gap CCS(unlearned) − CCS(reference) against ψ with its 95% band and ``max_gap``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     psis = list(gap.psis)
-    points = [gap.at(p) for p in psis]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(psis, [p.mean for p in points], "o-", color="tab:red", label="unlearned − reference")
-    ax.fill_between(psis, [p.low for p in points], [p.high for p in points], color="tab:red", alpha=0.2)
+    fig, ax = _axes((5, 3.2))
+    _band(ax, psis, [gap.at(p) for p in psis], "o-", "tab:red", "unlearned − reference", 0.2)
     ax.axhline(0.0, color="gray", lw=1)
     if limit is not None:
         ax.axhline(limit, color="black", lw=1, ls=":", label=f"max_gap {limit:g}")
@@ -394,9 +384,7 @@ def plot_gap(gap: Any, path: str | Path, *, limit: float | None = None, title: s
     ax.set_ylabel("concealment gap (CCS)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    data = _png_bytes(fig, title)
-    plt.close(fig)
-    return _write_artifact(path, data)
+    return _save_figure(fig, path, title)
 
 
 def plot_bars(labels: Sequence[str], series: Mapping[str, Sequence[Any]], path: str | Path, *,
@@ -407,15 +395,11 @@ def plot_bars(labels: Sequence[str], series: Mapping[str, Sequence[Any]], path: 
     Each series holds one value per label: a number, or ``(mean, low, high)`` for a bar
     with its 95% interval.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import numpy as np
 
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 2), 3.4))
+    fig, ax = _axes((max(4.0, 1.1 * len(labels) + 2), 3.4))
     for index, (name, values) in enumerate(series.items()):
         means = [v[0] if isinstance(v, tuple | list) else v for v in values]
         offset = x - 0.4 + width * (index + 0.5)
@@ -433,6 +417,4 @@ def plot_bars(labels: Sequence[str], series: Mapping[str, Sequence[Any]], path: 
         ax.set_ylim(*ylim)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    data = _png_bytes(fig, title)
-    plt.close(fig)
-    return _write_artifact(path, data)
+    return _save_figure(fig, path, title)
