@@ -12,19 +12,6 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Concept",
-    "assert_aligned",
-    "assert_concept_erased",
-    "assert_concept_not_retrievable",
-    "assert_no_concealment_gap",
-    "assert_no_leakage",
-    "assert_pinpoint",
-    "assert_retained",
-    "find_retrieval_threshold",
-    "zoo_digit_judge",
-]
-
 from .assertions import (
     assert_aligned,
     assert_concept_erased,
@@ -34,6 +21,11 @@ from .assertions import (
     assert_pinpoint,
     assert_retained,
 )
+
+__all__ = ["Concept", "assert_aligned", "assert_concept_erased", "assert_concept_not_retrievable",
+           "assert_no_concealment_gap", "assert_no_leakage", "assert_pinpoint", "assert_retained",
+           "find_retrieval_threshold", "zoo_digit_judge"]
+
 from .concept import Concept
 
 

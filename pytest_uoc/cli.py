@@ -155,9 +155,9 @@ def audit(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as exc:
             return _fail(str(exc))
     if not prompts:
-        from .fixtures import _is_zoo_concept
+        from .factory import zoo_concept
 
-        if not _is_zoo_concept(args.concept):
+        if not zoo_concept(args.concept):
             return _fail(f"--concept {args.concept!r} is not a concept of the embedded zoo and no prompts were "
                          f"given; add --prompt 'a photo of {args.concept}' (repeatable) or --prompts-file FILE")
         if not str(settings.original).startswith("zoo:"):
@@ -199,13 +199,11 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
                      f"{type(exc).__name__}: {exc}")
     probe = session.probe(concept, original_pipe, unlearned_pipe, reference_pipe, settings,
                           {"original": str(original), "unlearned": str(unlearned)})
-    if str(original).startswith("zoo:"):
-        from .fixtures import _is_zoo_concept
+    from .factory import default_judge
 
-        if _is_zoo_concept(concept.name):
-            from .judges import zoo_digit_judge
-
-            probe.use_judge(zoo_digit_judge(concept.name), f"zoo:{concept.name}")
+    judge, judge_key = default_judge(concept, str(original).startswith("zoo:"))
+    if judge is not None:
+        probe.use_judge(judge, judge_key)
     progress.set("probing: sweeps, null finishes and classifier", probe)
     from .report import (
         bracket_at,
@@ -231,22 +229,24 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
         e = curve.at(point)
         print(f"  {point:>6.3f} | {e.mean:>6.3f} | [{e.low:.3f}, {e.high:.3f}]")
     print(f"classifier held-out accuracy {heldout:.3f} ({settings.backbone})")
-    row = {"test": "uoc audit", "model": unlearned, "concept": concept.name, "verdict": verdict.kind,
-           "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
-           "ccs_at_psi": curve.at(psi).mean, "threshold": verdict.first_retrieving_psi,
-           "heldout_accuracy": heldout, "curve": curve.to_dict(),
-           "seconds": round(time.perf_counter() - start, 1), "cost": probe.cost.to_dict(),
-           "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
-           "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
-           "bracket_at_psi": bracket_at(verdict, psi)}
+    from .rows import ResultRow
+
+    row = ResultRow(test="uoc audit", model=unlearned, concept=concept.name, values={
+        "verdict": verdict.kind, "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
+        "ccs_at_psi": curve.at(psi).mean, "threshold": verdict.first_retrieving_psi, "heldout_accuracy": heldout,
+        "curve": curve.to_dict(),
+        "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
+        "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
+        "bracket_at_psi": bracket_at(verdict, psi)},
+        seconds=round(time.perf_counter() - start, 1), cost=probe.cost.to_dict())
     if gap is not None:
-        row["gap"] = gap.to_dict()
+        row.values["gap"] = gap.to_dict()
         print("concealment gap (unlearned - reference): "
               + ", ".join(f"psi={p:.2f}: {gap.at(p).mean:+.3f}" for p in gap.psis))
     if verdict.calibration is not None:
         for line in calibration_table(verdict):
             print(line)
-    for line in terminal_table([row]):
+    for line in terminal_table([row.to_dict()]):
         print(line)
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
     written = []  # an output error never costs the verdict: it is printed above, the exit status stands
@@ -256,7 +256,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
         lambda: write_image_grid(images, out / "image_grid.png"),
         *([lambda: plot_calibrated(verdict.calibration, out / "calibration.png", limit=ccs_max, psi_limit=psi,
                                    title=f"{concept.name}: {unlearned}")] if verdict.calibration else []),
-        lambda: write_json_report(out / "report.json", [row], settings),
+        lambda: write_json_report(out / "report.json", [row.to_dict()], settings),
     ):
         try:
             written.append(str(write()))

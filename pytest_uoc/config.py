@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .units import BACKBONES, DEFAULT_PSIS, check_psi
+
 __all__ = [
     "MIN_SEEDS", "OPTIONS", "Option", "Settings", "check_marker_keywords", "check_output_dir", "check_output_file",
     "check_seeds_for_prompts", "min_seeds", "parse_seeds", "resolve_settings",
 ]
 
-BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MIXING = ("auto", "on", "off")
 GUIDANCE_KINDS = ("partial", "restore")
@@ -226,10 +227,10 @@ def _seeds(text: str) -> tuple[int, ...]:
 def _psis(text: str) -> tuple[float, ...]:
     parts = [p for p in str(text).replace(" ", "").split(",") if p]
     try:
-        values = tuple(sorted({float(p) for p in parts}))
-    except ValueError:
+        values = tuple(sorted({check_psi(float(p)) for p in parts}))
+    except ValueError:  # not a number, or not a ψ
         values = ()
-    if not values or any(not math.isfinite(v) or not 0 <= v <= 1 for v in values):
+    if not values:
         raise SettingError("expected a comma-separated list of numbers in [0, 1]")
     return values
 
@@ -291,7 +292,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("steps", _int(1), 50, "inference steps per image", metavar="N"),
     Option("guidance_scale", _float(0.0, 100.0), 7.5, "classifier-free guidance scale", metavar="SCALE"),
     Option("seeds", _seeds, tuple(range(32)), "seeds per prompt: N (0..N-1), A-B or a comma list", metavar="SEEDS"),
-    Option("psis", _psis, (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75), "the ψ grid of curves and reports", metavar="LIST"),
+    Option("psis", _psis, DEFAULT_PSIS, "the ψ grid of curves and reports", metavar="LIST"),
     Option("batch_size", _int(1), 32, "images per UNet call", metavar="N"),
     Option("mix_branches", _choice(MIXING), "auto", "finish the branches of different psi in shared UNet calls: auto (on for CUDA), on, off"),
     Option("compile", _bool, False, "torch.compile the UNet calls (pays off on GPUs for long runs)"),
@@ -369,7 +370,7 @@ class Settings:
     steps: int = 50
     guidance_scale: float = 7.5
     seeds: tuple[int, ...] = tuple(range(32))
-    psis: tuple[float, ...] = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
+    psis: tuple[float, ...] = DEFAULT_PSIS
     batch_size: int = 32
     mix_branches: str = "auto"
     compile: bool = False

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from .concept import Concept
-from .session import CURRENT_REQUEST
+from .factory import default_judge, zoo_concept
+from .session import CURRENT_REQUEST, get_session, settings_for
 
 __all__ = [
     "original_pipeline", "reference_pipeline", "uoc", "uoc_classifier", "uoc_judge", "uoc_session", "unlearned_pipeline",
@@ -21,8 +22,6 @@ __all__ = [
 
 
 def _session(request: pytest.FixtureRequest) -> Any:
-    from .plugin import get_session
-
     return get_session(request.config)
 
 
@@ -100,14 +99,7 @@ def loaded_label(pipe: Any, original: Any = None, fallback: str = "unlearned_pip
     return fallback
 
 
-def _is_zoo_concept(name: str) -> bool:
-    from .zoo import world
-
-    try:
-        world.concept_prompts(name)
-    except (ValueError, KeyError, IndexError):
-        return False
-    return True
+_is_zoo_concept = zoo_concept  # the old name
 
 
 def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
@@ -132,7 +124,7 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
             f"that ask for the concept, e.g. prompts=['a photo of {name}'], or a .txt file of prompts"
         )
     if name is not None and prompts is None:
-        if not _is_zoo_concept(name):
+        if not zoo_concept(name):
             raise pytest.UsageError(
                 f"pytest-uoc: {nodeid}: uoc_concept({name!r}) has no prompts and {name!r} is not a concept of the "
                 f"embedded zoo; give prompts=['a photo of {name}', ...] (or a .txt file of prompts)"
@@ -180,8 +172,6 @@ def _concept_marker(request: pytest.FixtureRequest, zoo_original: bool | None = 
 @pytest.fixture
 def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
     """The probe of this test's ``uoc_concept``: sweeps and scores, each computed once per session."""
-    from .plugin import settings_for
-
     _concept_marker(request)  # keyword and value mistakes, before any model is loaded
     original = request.getfixturevalue("original_pipeline")
     concept, marker_kwargs = _concept_marker(request, zoo_original=is_zoo_pipeline(original))
@@ -214,11 +204,7 @@ def _calibration_judge(request: pytest.FixtureRequest, concept: Concept, origina
     judge = request.getfixturevalue("uoc_judge")
     if judge is not None:
         return judge, f"uoc_judge:{type(judge).__qualname__}:{getattr(judge, '__name__', '')}"
-    if is_zoo_pipeline(original) and _is_zoo_concept(concept.name):
-        from .judges import zoo_digit_judge
-
-        return zoo_digit_judge(concept.name), f"zoo:{concept.name}"
-    return None, None
+    return default_judge(concept, is_zoo_pipeline(original))
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Options live in the ``uoc`` group, each with an ini key and most with an
 environment variable; ``config.py`` holds the table and the precedence rules.
-Fixtures live in ``fixtures.py``, results in ``session.UocSession``.
+Fixtures live in ``fixtures.py``; the session state, its stash keys and the
+recorder of gates in ``session.py`` (both import it; neither imports this module).
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ from typing import Any
 
 import pytest
 
-from .config import OPTIONS, SettingError, Settings, resolve_settings
-from .session import UocSession
+from .config import OPTIONS, SettingError, resolve_settings
+from .session import (  # noqa: F401 - ROW_KEY and settings_for stay importable from here
+    ROW_KEY,
+    SESSION_KEY,
+    UocSession,
+    ensure_row,
+    get_session,
+    settings_for,
+)
 
 pytest_plugins = ["pytest_uoc.fixtures"]
 
-SESSION_KEY = pytest.StashKey[UocSession]()
 CUDA_MISSING = "CUDA is not available"
-ROW_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -157,10 +163,6 @@ def _register_hypothesis_profile() -> None:
     )
 
 
-def get_session(config: pytest.Config) -> UocSession:
-    return config.stash[SESSION_KEY]
-
-
 def _cuda_available() -> bool:
     import torch
 
@@ -212,24 +214,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
-def ensure_row(item: pytest.Item, probe: Any) -> dict[str, Any]:
-    """The report row of ``item`` (created and recorded on first use): test, concept, model, original."""
-    row = item.stash.get(ROW_KEY, None)
-    if row is None:
-        import time
-
-        concept = getattr(probe, "concept", None)
-        labels = getattr(probe, "labels", None) or {}
-        row = {
-            "test": item.nodeid, "concept": getattr(concept, "name", "?"),
-            "model": labels.get("unlearned", "?"), "original": labels.get("original", "?"),
-            "started": time.perf_counter(),
-        }
-        item.stash[ROW_KEY] = row
-        get_session(item.config).record(row)
-    return row
-
-
 def _outcome(report: pytest.TestReport) -> str:
     """pytest's word for a call: passed, failed, skipped, xfailed or xpassed (a strict XPASS is failed)."""
     if hasattr(report, "wasxfail"):
@@ -253,21 +237,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if row is None and "uoc" in funcargs:
         row = ensure_row(item, funcargs["uoc"])
         cost = getattr(funcargs["uoc"], "cost", None)
-        row["seconds"] = round(report.duration, 2)
+        row.seconds = round(report.duration, 2)
         if hasattr(cost, "to_dict"):
-            row["cost"] = cost.to_dict()
+            row.cost = cost.to_dict()
     if row is None:
         return report
-    row["outcome"] = _outcome(report)
+    row.outcome = _outcome(report)
     if hasattr(report, "wasxfail"):
-        row["xfail_reason"] = report.wasxfail
+        row.xfail_reason = report.wasxfail
     elif isinstance(report.longrepr, str) and report.longrepr.startswith("[XPASS(strict)]"):
-        row["xfail_reason"] = report.longrepr.removeprefix("[XPASS(strict)]").strip()
-        row["xpass_strict"] = True
+        row.xfail_reason = report.longrepr.removeprefix("[XPASS(strict)]").strip()
+        row.xpass_strict = True
+    reported = row.to_dict()
     for key in ("verdict", "gate", "value", "limit", "ccs_at_zero", "ccs_at_psi", "heldout_accuracy", "crs",
                 "retention"):
-        if row.get(key) is not None:
-            item.user_properties.append((f"uoc_{key}", row[key]))
+        if reported.get(key) is not None:
+            item.user_properties.append((f"uoc_{key}", reported[key]))
     return report
 
 
@@ -291,7 +276,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from .report import terminal_table
 
     terminalreporter.write_sep("=", "pytest-uoc: unlearning or concealment")
-    for line in terminal_table(session.results):
+    for line in terminal_table([row.to_dict() for row in session.results]):
         terminalreporter.write_line(line)
     if session.unfinished:
         terminalreporter.write_line(
@@ -318,19 +303,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if workeroutput is not None:  # an xdist worker: hand the rows to the controller
         import json
 
-        workeroutput["uoc_results"] = json.dumps(state.results, default=str)
+        workeroutput["uoc_results"] = json.dumps([row.to_dict() for row in state.results], default=str)
         return
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     if interrupted:
         state.unfinished = [item.nodeid for item in session.items if item.nodeid not in state.finished]
         for row in state.results:
-            if row.get("test") in state.unfinished:
-                row["outcome"] = "interrupted"
+            if row.test in state.unfinished:
+                row.outcome = "interrupted"
     if state.settings.report and state.results:
         from .report import write_json_report
 
         try:
-            write_json_report(state.settings.report, state.results, state.settings,
+            write_json_report(state.settings.report, [row.to_dict() for row in state.results], state.settings,
                               interrupted=interrupted, unfinished=state.unfinished)
         except OSError as exc:  # never lose the summary (and the verdicts) to an output error
             state.report_error = f"could not write the report {state.settings.report}: {exc}"
@@ -350,12 +335,6 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if "uoc_results" in output:
         import json
 
-        get_session(node.config).results.extend(json.loads(output["uoc_results"]))
-
-
-def settings_for(config: pytest.Config, marker_kwargs: dict[str, Any]) -> Settings:
-    """The session settings with a marker's keywords applied (lowest precedence)."""
-    try:
-        return get_session(config).settings.with_marker(**marker_kwargs)
-    except SettingError as exc:
-        raise pytest.UsageError(f"pytest-uoc: {exc}") from None
+        session = get_session(node.config)
+        for row in json.loads(output["uoc_results"]):
+            session.record(row)

@@ -1,9 +1,11 @@
-"""Session state: loaded models, probes per concept, and the results to report.
+"""Session state: loaded models, probes per concept, the results to report, and the recorder of gates.
 
 One ``UocSession`` lives in ``config.stash`` for the whole pytest run. It
 loads every model location once, hands out one probe per (models, concept,
-settings), and collects one result row per concept test for the terminal
-summary, the JSON report and, under xdist, the controller. No torch at import.
+settings) (built by ``factory``), and collects one ``ResultRow`` per concept test
+for the terminal summary, the JSON report and, under xdist, the controller.
+``run_gate`` is how an assertion runs a gate for the running test: the row, the
+pictures in the test's artifact folder, the failure text. No torch at import.
 """
 
 from __future__ import annotations
@@ -11,44 +13,32 @@ from __future__ import annotations
 import contextvars
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .concept import Concept
-from .config import Settings
+import pytest
 
-__all__ = ["CURRENT_REQUEST", "UocSession", "resolve_device"]
+from .concept import Concept
+from .config import SettingError, Settings
+from .factory import (
+    MIX_SETTING,
+    build_probe,
+    load_original,
+    load_unlearned,
+    probe_seeds,
+    resolve_device,
+    resolve_dtype,
+)
+from .rows import ResultRow
+
+__all__ = ["CURRENT_REQUEST", "UocSession", "get_session", "resolve_device", "run_gate", "settings_for"]
+__all__ += ["MIX_SETTING", "resolve_dtype"]  # moved to factory.py; kept importable from here
 
 #: The fixture request of the running test, set by an autouse fixture so that
 #: assertions called without ``probe=`` find the test's probe.
 CURRENT_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("uoc_current_request", default=None)
-
-
-def resolve_device(setting: str, worker: str | None = None) -> str:
-    """``auto`` → ``cuda:N`` (xdist worker N modulo the GPU count) or ``cpu``."""
-    import torch
-
-    if setting == "auto":
-        if not torch.cuda.is_available():
-            return "cpu"
-        index = int(worker[2:]) if worker and worker.startswith("gw") else 0
-        return f"cuda:{index % torch.cuda.device_count()}"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--uoc-device {setting}: CUDA is not available on this machine")
-    return setting
-
-
-#: ``--uoc-mix-branches`` values as ``PartialDiffusion(mix_branches=...)`` takes them.
-MIX_SETTING: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
-
-
-def resolve_dtype(setting: str, device: str) -> Any:
-    import torch
-
-    if setting == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, setting)
 
 
 @dataclass
@@ -58,7 +48,7 @@ class UocSession:
     settings: Settings
     rootdir: Path
     worker: str | None = None
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[ResultRow] = field(default_factory=list)
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)
     _probes: dict[tuple, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -88,16 +78,7 @@ class UocSession:
             raise ValueError("no original model: give --uoc-original LOCATION (a diffusers folder or zoo:NAME)")
         key = ("original", location)
         if key not in self._models:
-            from . import zoo
-            from .diffusion.loading import load_pipeline
-
-            dtype = resolve_dtype(self.settings.dtype, self.device)
-            if location.startswith(zoo.ZOO_PREFIX):
-                pipe = zoo.load(location).to(self.device, dtype)
-            else:
-                pipe = load_pipeline(location, dtype=dtype).to(self.device)
-            pipe.set_progress_bar_config(disable=True)
-            self._models[key] = pipe
+            self._models[key] = load_original(location, self.settings, self.device)
         return self._models[key]
 
     def load_unlearned(self, location: str, original: Any, role: str = "unlearned", kind: str | None = None) -> Any:
@@ -110,58 +91,87 @@ class UocSession:
             kind = getattr(self.settings, "unlearned_kind", "auto") if role == "unlearned" else "auto"
         key = (f"{role}:{id(original)}", location) if kind == "auto" else (f"{role}:{id(original)}", location, kind)
         if key not in self._models:
-            from . import zoo
-            from .diffusion.families import denoiser_of
-            from .diffusion.loading import load_unlearned
-
-            if location.startswith(zoo.ZOO_PREFIX):
-                pipe = zoo.load(location, original=original)
-                denoiser = denoiser_of(original)  # the UNet (SD 1.x/2.x, SDXL) or transformer (SD3, Flux)
-                pipe.to(denoiser.device, denoiser.dtype)
-            else:
-                pipe = load_unlearned(original, location, kind=kind)
-            self._models[key] = pipe
+            self._models[key] = load_unlearned(location, original, kind)
         return self._models[key]
 
     # -- probes -------------------------------------------------------------------------
 
     def probe(self, concept: Concept, original: Any, unlearned: Any, reference: Any | None,
               settings: Settings, labels: dict[str, str]) -> Any:
-        """The probe for this concept and these models, created once per session."""
-        seeds = settings.seeds if settings.explicit("seeds") or concept.seeds is None else concept.seeds
-        from .config import check_seeds_for_prompts
-
-        check_seeds_for_prompts(tuple(seeds), len(concept.prompts))  # a SettingError (ValueError) when too few
+        """The probe for this concept and these models, created once per session (see ``factory.build_probe``)."""
+        seeds = probe_seeds(concept, settings)
         key = (id(original), id(unlearned), id(reference), concept, seeds, settings.steps, settings.guidance_scale,
                settings.psis, settings.backbone, settings.backbone_weights, settings.accuracy_floor,
                settings.batch_size, settings.mix_branches, settings.compile, settings.rule)
         if key not in self._probes:
-            from .diffusion import PartialDiffusion
-            from .diffusion.trajectory_cache import TrajectoryCache
-            from .probe import Probe, ProbeSettings
-
-            cache = TrajectoryCache(self.cache_dir / "trajectories")
-
-            def engine(other: Any) -> PartialDiffusion:
-                return PartialDiffusion(original, other, num_inference_steps=settings.steps,
-                                        guidance_scale=settings.guidance_scale, batch_size=settings.batch_size,
-                                        cache=cache, mix_branches=MIX_SETTING[settings.mix_branches],
-                                        compile_unet=settings.compile)
-
-            probe_settings = ProbeSettings(
-                seeds=tuple(seeds), psis=settings.psis, backbone=settings.backbone,
-                backbone_weights=settings.backbone_weights, accuracy_floor=settings.accuracy_floor, rule=settings.rule,
-                classifier_cache=str(self.cache_dir / "classifiers"),
-            )
-            self._probes[key] = Probe(concept, engine(unlearned), probe_settings,
-                                      reference_engine=engine(reference) if reference is not None else None,
-                                      labels=labels)
+            self._probes[key] = build_probe(concept, original, unlearned, reference, settings, labels, self.cache_dir)
         return self._probes[key]
 
     # -- results ------------------------------------------------------------------------
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: ResultRow | Mapping[str, Any]) -> ResultRow:
+        """Keep a test's row for the report (a mapping is read as ``ResultRow.to_dict()`` wrote it)."""
+        if not isinstance(row, ResultRow):
+            row = ResultRow.from_dict(row)
         self.results.append(row)
+        return row
 
     def worker_id(self) -> str | None:
         return self.worker or os.environ.get("PYTEST_XDIST_WORKER")
+
+
+# -- the plugin's state on pytest objects ------------------------------------------------------------
+
+SESSION_KEY = pytest.StashKey[UocSession]()
+ROW_KEY = pytest.StashKey[ResultRow]()
+
+
+def get_session(config: pytest.Config) -> UocSession:
+    """The pytest-uoc session of this pytest run."""
+    return config.stash[SESSION_KEY]
+
+
+def settings_for(config: pytest.Config, marker_kwargs: dict[str, Any]) -> Settings:
+    """The session settings with a marker's keywords applied (lowest precedence)."""
+    try:
+        return get_session(config).settings.with_marker(**marker_kwargs)
+    except SettingError as exc:
+        raise pytest.UsageError(f"pytest-uoc: {exc}") from None
+
+
+def ensure_row(item: pytest.Item, probe: Any) -> ResultRow:
+    """The report row of ``item`` (created and recorded on first use): test, concept, model, original."""
+    row = item.stash.get(ROW_KEY, None)
+    if row is None:
+        labels = getattr(probe, "labels", None) or {}
+        row = ResultRow(test=item.nodeid, concept=getattr(getattr(probe, "concept", None), "name", "?"),
+                        model=labels.get("unlearned", "?"), original=labels.get("original", "?"),
+                        started=time.perf_counter())
+        item.stash[ROW_KEY] = row
+        get_session(item.config).record(row)
+    return row
+
+
+def run_gate(probe: Any, evaluate: Callable[[], Any]) -> tuple[Any, str]:
+    """Run a gate for the running test; return its ``GateResult`` and its failure text.
+
+    The test's row is created before the gate runs (its clock starts), the gate's part
+    and the probe's cost are recorded on it, then the gate's pictures are drawn into the
+    test's artifact folder (``--uoc-artifacts``; a failure also without it) and the
+    failure text ends with their paths. Outside a test nothing is recorded or drawn.
+    """
+    from .gates import draw_pictures
+
+    request = CURRENT_REQUEST.get()
+    row = None if request is None else ensure_row(request.node, probe)
+    result = evaluate()
+    folder = None
+    if request is not None:
+        row.apply(result.row)
+        row.seconds = round(time.perf_counter() - row.started, 2)
+        row.cost = probe.cost.to_dict()
+        from .report import artifact_dir
+
+        folder = artifact_dir(get_session(request.config), request.node.nodeid, explicit_only=result.passed)
+    written = draw_pictures(result.pictures, folder)
+    return result, result.failure_text(written) if not result.passed else ""

@@ -1,8 +1,9 @@
 """Assertions as users see them: failure text, summary table, JSON report, JUnit, xdist (pytester).
 
-A fake probe with known CCS curves (real ``CCSCurve`` and real ``decide``)
-makes the verdicts deterministic; the end-to-end test at the bottom runs the
-verbatim README example on tiny real models on the CPU.
+A fake probe with known CCS curves (real ``CCSCurve`` and real ``decide``:
+``uoc_test_helpers.FAKE_PROBE_CONFTEST``) makes the verdicts deterministic; the
+end-to-end test at the bottom runs the verbatim README example on tiny real
+models on the CPU.
 """
 
 from __future__ import annotations
@@ -11,57 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+from uoc_test_helpers import FAKE_PROBE_CONFTEST, FAKE_UOC
 
-FAKE_CONFTEST = '''
-import pytest
-import torch
-from types import SimpleNamespace
-
-from pytest_uoc.concept import Concept
-from pytest_uoc.scoring import Estimate, decide
-from pytest_uoc.scoring.ccs import CCSCurve
-
-CURVES = {
-    "concealer": {0.0: 0.05, 0.15: 0.10, 0.35: 0.45, 0.55: 0.80},
-    "forgetter": {0.0: 0.02, 0.15: 0.04, 0.35: 0.06, 0.55: 0.09},
-}
-
-
-class FakeCost:
-    def to_dict(self):
-        return {"sweeps": 0, "unet_evals": 0}
-
-
-class FakeProbe:
-    def __init__(self, name, model):
-        self.concept = Concept(name, ("a handwritten three",))
-        self.labels = {"unlearned": model, "original": "zoo:digits"}
-        self.means = CURVES[model]
-        self.cost = FakeCost()
-        self.settings = SimpleNamespace(backbone="resnet18", psis=tuple(self.means))
-
-    def verdict_grid(self, psi):
-        return sorted(p for p in self.means if p <= psi)
-
-    def ccs_curve(self, psis):
-        return CCSCurve.from_estimates(
-            {p: Estimate(self.means[p], max(0.0, self.means[p] - 0.04), min(1.0, self.means[p] + 0.04), 64)
-             for p in psis})
-
-    def verdict(self, psi, ccs_max):
-        return decide(self.ccs_curve(self.verdict_grid(psi)), psi_limit=psi, ccs_max=ccs_max,
-                      heldout_accuracy=0.95, images_differ=True)
-
-    def images(self, psis):
-        gen = torch.Generator().manual_seed(0)
-        return {p: torch.rand(4, 3, 16, 16, generator=gen) for p in psis}
-
-
-@pytest.fixture
-def uoc(request):
-    marker = request.node.get_closest_marker("uoc_concept")
-    return FakeProbe(marker.args[0], marker.kwargs.get("model", "forgetter"))
-'''
+FAKE_CONFTEST = FAKE_PROBE_CONFTEST + FAKE_UOC
 
 TESTS = '''
 import pytest

@@ -6,18 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-JUDGE_CONFTEST = '''
-import pytest
-
-
-@pytest.fixture
-def uoc_judge():
-    def always(images):
-        """Finds the concept in every image: the unlearned model alone 'shows' it."""
-        return [True] * images.shape[0]
-    return always
-'''
+from uoc_test_helpers import ALWAYS_JUDGE_CONFTEST
 
 GATE = '''
 import pytest
@@ -47,7 +36,7 @@ def _options(models: dict[str, Path], tmp: Path) -> list[str]:
 
 
 def test_the_failure_shows_both_nulls_and_the_anchors(pytester: pytest.Pytester, tiny_models) -> None:
-    pytester.makeconftest(JUDGE_CONFTEST)
+    pytester.makeconftest(ALWAYS_JUDGE_CONFTEST)
     pytester.makepyfile(test_gate=GATE)
     result = pytester.runpytest(*_options(tiny_models, pytester.path))
     result.assert_outcomes(failed=1)

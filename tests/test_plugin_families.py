@@ -23,18 +23,7 @@ from family_builders import (
     sd3_transformer,
     sdxl_unet,
 )
-
-JUDGE_CONFTEST = '''
-import pytest
-
-
-@pytest.fixture
-def uoc_judge():
-    def always(images):
-        """Finds the concept in every image."""
-        return [True] * images.shape[0]
-    return always
-'''
+from uoc_test_helpers import ALWAYS_JUDGE_CONFTEST
 
 GATE = '''
 import pytest
@@ -69,7 +58,7 @@ def family_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
 @pytest.mark.parametrize("family", ["sdxl", "sd3"])
 def test_the_gate_runs_on_a_saved_family_pipeline(pytester: pytest.Pytester, family_models, family: str) -> None:
     models = family_models[family]
-    pytester.makeconftest(JUDGE_CONFTEST)
+    pytester.makeconftest(ALWAYS_JUDGE_CONFTEST)
     pytester.makepyfile(test_gate=GATE)
     report = pytester.path / "report.json"
     result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={models['original']}",
@@ -134,7 +123,7 @@ def test_the_plugin_names_an_unknown_pipeline_class(pytester: pytest.Pytester, t
     folder = tmp_path / "kandinsky"
     folder.mkdir()
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
-    pytester.makeconftest(JUDGE_CONFTEST)
+    pytester.makeconftest(ALWAYS_JUDGE_CONFTEST)
     pytester.makepyfile(test_gate=GATE)
     result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={folder}",
                                 f"--uoc-unlearned={folder}", *OPTIONS)

@@ -112,6 +112,33 @@ def test_audit_uses_the_plugins_cache(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert seen["models"] == ("original", "unlearned", None)
 
 
+def test_audit_builds_its_engine_from_the_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--cache-dir, --mix-branches, --compile, --batch-size and --steps reach the engine, as in the plugin."""
+    import pytest_uoc.diffusion as diffusion
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(UocSession, "load_original", lambda self, location=None: "original")
+    monkeypatch.setattr(UocSession, "load_unlearned", lambda self, location, original, role="unlearned": "unlearned")
+    seen: dict[str, object] = {}
+
+    class Engine:
+        def __init__(self, original: object, other: object, **kwargs: object) -> None:
+            seen.update(kwargs, models=(original, other))
+            raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(diffusion, "PartialDiffusion", Engine)
+    options = ["--cache-dir", str(tmp_path / "mine"), "--mix-branches", "on", "--compile", "true",
+               "--batch-size", "5", "--steps", "7"]
+    assert cli.main(BASE + options) == 130
+    assert seen["models"] == ("original", "unlearned")
+    assert seen["cache"].folder == tmp_path / "mine" / "trajectories"
+    assert (seen["mix_branches"], seen["compile_unet"]) == (True, True)
+    assert (seen["batch_size"], seen["num_inference_steps"]) == (5, 7)
+    seen.clear()
+    assert cli.main(BASE + ["--cache-dir", str(tmp_path / "mine"), "--mix-branches", "off"]) == 130
+    assert (seen["mix_branches"], seen["compile_unet"]) == (False, False)
+
+
 def test_progress_line_only_on_a_terminal_or_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_plugin_assertions import FAKE_CONFTEST
+from uoc_test_helpers import FAKE_PROBE_CONFTEST, FAKE_UOC
 
 from pytest_uoc.cache import evict_lru, touch
 from pytest_uoc.report import atomic_write_bytes
+
+FAKE_CONFTEST = FAKE_PROBE_CONFTEST + FAKE_UOC
 
 GATE = '''
 import pathlib

@@ -14,118 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 import scipy.stats  # noqa: F401 - imported here once: an in-process pytester run must not import it first
-
-FAKE_CONFTEST = '''
-import numpy as np
-import pytest
-import torch
-from types import SimpleNamespace
-
-from pytest_uoc.concept import Concept
-from pytest_uoc.probe import Cost
-from pytest_uoc.scoring import (Estimate, GapCurve, GapPoint, JudgedAccuracy, Pinpoint, PromptCCS, decide,
-                                leakage)
-from pytest_uoc.scoring.ccs import CCSCurve
-from pytest_uoc.scoring.retention import RetentionResult
-
-CURVES = {"concealer": {0.0: 0.05, 0.15: 0.10, 0.35: 0.45, 0.55: 0.80},
-          "forgetter": {0.0: 0.02, 0.15: 0.04, 0.35: 0.06, 0.55: 0.09}}
-RESTORE = {"concealer": {0.5: 0.45, 0.8: 0.12, 1.0: 0.05}, "forgetter": {0.5: 0.06, 0.8: 0.04, 1.0: 0.03}}
-GAPS = {"concealer": {0.05: 0.02, 0.15: 0.30}, "forgetter": {0.05: 0.01, 0.15: 0.02}}
-
-
-def est(m, half=0.04, n=64):
-    return Estimate(m, max(0.0, m - half), min(1.0, m + half), n)
-
-
-class FakeProbe:
-    def __init__(self, name, model, labels=None):
-        self.concept = Concept(name, ("a handwritten three",), retain=("a handwritten eight", "a blue digit"))
-        self.labels = labels or {"unlearned": model, "original": "zoo:digits"}
-        self.model = model
-        self.cost = Cost(sweeps=1, unet_evals=10, unlearned_unet_evals=5, seconds={"sweeps": 0.5})
-        self.settings = SimpleNamespace(backbone="resnet18", accuracy_floor=0.75, psis=tuple(CURVES[model]))
-        self.heldout_accuracy = 0.95
-
-    def use_judge(self, judge, key=None):
-        self.judge = judge
-
-    def verdict_grid(self, psi):
-        return sorted(p for p in CURVES[self.model] if p <= psi)
-
-    def ccs_curve(self, psis):
-        return CCSCurve.from_estimates({p: est(CURVES[self.model][p]) for p in psis})
-
-    def ccs(self, psi):
-        return est(CURVES[self.model].get(psi, 0.02))
-
-    def verdict(self, psi, ccs_max):
-        return decide(self.ccs_curve(self.verdict_grid(psi)), psi_limit=psi, ccs_max=ccs_max,
-                      heldout_accuracy=0.95, images_differ=True)
-
-    def images(self, psis):
-        gen = torch.Generator().manual_seed(0)
-        return {p: torch.rand(4, 3, 16, 16, generator=gen) for p in psis}
-
-    def restore_grid(self, strength):
-        return sorted(s for s in RESTORE[self.model] if s >= strength)
-
-    def restore_curve(self, strengths, reference_images=None):
-        return CCSCurve.from_estimates({s: est(RESTORE[self.model][s]) for s in strengths})
-
-    def restore_verdict(self, strength, ccs_max, reference_images=None):
-        return decide(self.restore_curve(self.restore_grid(strength)), psi_limit=strength, ccs_max=ccs_max,
-                      heldout_accuracy=0.95, images_differ=True, axis="strength")
-
-    def restore_images(self, strengths, reference_images=None):
-        return self.images(strengths)
-
-    def prompt_images(self, prompts, psis=(0.0,), reference=False):
-        gen = torch.Generator().manual_seed(1)
-        return {p: torch.rand(4 * len(prompts), 3, 16, 16, generator=gen) for p in psis}
-
-    def prompt_ccs(self, prompts):
-        bad = 0.8 if self.model == "concealer" else 0.05
-        per = {p: est(bad if i == 0 else 0.05, 0.05, 16) for i, p in enumerate(prompts)}
-        overall = est(float(np.mean([e.mean for e in per.values()])), 0.03, 16 * len(prompts))
-        return PromptCCS(overall, per, {})
-
-    def retention(self, prompts=None, distance="auto"):
-        prompts = list(prompts or self.concept.retain)
-        per_image = np.repeat(np.arange(1, len(prompts) + 1) * 0.1, 4)
-        mean = 0.4 if self.model == "concealer" else 0.02
-        return RetentionResult(mean, mean - 0.02, mean + 0.02, len(per_image), 0.95, "ssim", per_image)
-
-    def concealment_gap(self, psis=None):
-        table = GAPS[self.model]
-        return GapCurve({p: GapPoint(p, est(table[p], 0.03), table[p] + 0.1, 0.1, 0.5, 0.4, 0.2, 0.5)
-                         for p in (psis or table)})
-
-    def leakage(self, prompts, judge=None):
-        n = 32 * len(prompts)
-        u = np.arange(n) < (0.4 if self.model == "concealer" else 0.05) * n
-        b = np.arange(n) < 0.03 * n
-        return leakage(u, b, prompts, baseline_name="original", decided_by="classifier", n_boot=200)
-
-    def pinpoint(self, neighbors, judge=None, distance="auto"):
-        prompts = list(neighbors)
-        accuracy = None
-        if judge is not None:
-            accuracy = JudgedAccuracy(est(0.9, 0.04, 32), {p: 0.9 for p in prompts}, "given", 0.97)
-        return Pinpoint(tuple(prompts), self.retention(prompts), accuracy)
-
-    def alignment(self, prompts, expected, judge):
-        a = 0.4 if self.model == "concealer" else 0.97
-        return JudgedAccuracy(est(a, 0.02, 32), {p: a for p in prompts}, "given", 0.98)
-'''
-
-FAKE_UOC = '''
-
-@pytest.fixture
-def uoc(request):
-    marker = request.node.get_closest_marker("uoc_concept")
-    return FakeProbe(marker.args[0], marker.kwargs.get("model", "forgetter"))
-'''
+from uoc_test_helpers import FAKE_PROBE_CONFTEST as FAKE_CONFTEST
+from uoc_test_helpers import FAKE_UOC
 
 GATES = '''
 import pytest
@@ -557,7 +447,10 @@ def test_readme_command_forms_take_the_options_as_written(pytester: pytest.Pytes
 
 def test_calibrated_verdicts_report_the_excess_that_decided() -> None:
     """Calibrated rule: the excess over the lower null against ccs_max, over the upper null against 0."""
-    from pytest_uoc.assertions import _verdict_checks
+    from pytest_uoc.gates._common import verdict_checks
+
+    def _verdict_checks(*args: object) -> list[dict]:
+        return [check.to_dict() for check in verdict_checks(*args)]
 
     def point(psi: float, lower_high: float, upper_low: float, steps: int = 3) -> dict:
         band = {"mean": 0.0, "low": 0.0, "high": 0.0}
