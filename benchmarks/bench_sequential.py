@@ -1,0 +1,196 @@
+"""Sequential decisions against the fixed 32-seed design, replayed on stored per-image runs (issue 13).
+
+The calibrated card gate (ψ 0.55, ccs_max 0.2, judge, nulls) is decided again from the
+per-image values that ``scripts/calibration.py`` stores for every zoo model, concept and
+disjoint seed set. A sequential design looks after every round of seeds (the scored
+seeds in order, every prompt of a seed together) and stops at the first decided verdict,
+or at the budget (the fixed design's 32 seeds) with "inconclusive". Replaying is exact:
+the images of a seed do not depend on which other seeds ran (same seed, same noise).
+
+Designs compared (same data, same rule, only the intervals differ):
+
+- ``fixed``: the library's design, 95% bootstrap intervals over all scored seeds;
+- ``cs``: anytime-valid confidence sequences by betting (``scoring.sequential``), valid
+  at every look, any number of looks;
+- ``bonferroni``: bootstrap intervals at level 1 − 0.05/K at K planned looks (valid for
+  those looks only, not anytime).
+
+Cost: UNet evaluations per verdict, from the probe's own accounting: the classifier's
+training images (λO and λU of the training half, which a sequential design also needs)
+plus the scored seeds' sweeps and null finishes, per seed as measured in the stored run.
+
+    python scripts/calibration.py --out runs/calibration --sets 5     # the stored runs (hours on a CPU)
+    python benchmarks/bench_sequential.py runs/calibration --round 4
+
+Prints one line per (model, seed set) and design, then per design: median cost against
+the fixed design (target ≤ 0.4×), agreement with the fixed design (target ≥ 95%), and
+false alarms on the gold standards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+PSIS = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
+PSI_LIMIT, CCS_MAX = 0.55, 0.2
+TARGET_RATIO, TARGET_AGREEMENT = 0.4, 0.95
+#: "cs+final": the error split between the early looks (a confidence sequence) and the one look at the budget.
+EARLY_ALPHA, FINAL_ALPHA = 0.025, 0.025
+
+
+def _interval_functions(design: str, block: int, looks: int, final: bool) -> tuple[Callable, Callable]:
+    """``bootstrap_mean`` / ``paired_bootstrap_diff`` replacements giving the design's intervals at one look."""
+    from pytest_uoc.scoring import stats
+    from pytest_uoc.scoring.sequential import confidence_sequence
+
+    if design == "fixed":
+        return stats.bootstrap_mean, stats.paired_bootstrap_diff
+    if design == "bonferroni" or (design == "cs+final" and final):
+        level = 1 - 0.05 / looks if design == "bonferroni" else 1 - FINAL_ALPHA
+
+        def mean(values, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
+            return stats.bootstrap_mean(values, n_boot=n_boot, seed=seed, confidence=level)
+
+        def diff(a, b, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
+            return mean(np.asarray(a, float) - np.asarray(b, float))
+
+        return mean, diff
+
+    side = 0.025 if design == "cs" else EARLY_ALPHA / 2
+
+    def cs_mean(values, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
+        array = np.asarray(values, float)
+        # Shares lie in [0, 1]; the averaged excesses (the only call with another confidence) in [-1, 1].
+        low = -1.0 if confidence != 0.95 or array.min() < 0 else 0.0
+        return confidence_sequence(array, block=block, low=low, high=1.0, alpha=side)
+
+    def cs_diff(a, b, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
+        return confidence_sequence(np.asarray(a, float) - np.asarray(b, float), block=block, low=-1.0, high=1.0,
+                                   alpha=side)
+
+    return cs_mean, cs_diff
+
+
+def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True) -> str:
+    """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals."""
+    from pytest_uoc.scoring import calibration
+    from pytest_uoc.scoring.ccs import CCSCurve
+
+    prompts = len(record["prompts"])
+    per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
+
+    def first(values: list[float]) -> np.ndarray:
+        # Stored prompt-major (the probe's order); a round brings every prompt of a seed: seed-major.
+        return np.asarray(values, float).reshape(prompts, per_prompt)[:, :seeds].T.reshape(-1)
+
+    def source(name: str) -> dict[float, np.ndarray]:
+        return {p: first(record["judged"][name][str(p)]) for p in PSIS}
+
+    mean, diff = _interval_functions(design, prompts, looks, final)
+    with mock.patch.object(calibration, "bootstrap_mean", mean), \
+            mock.patch.object(calibration, "paired_bootstrap_diff", diff):
+        ccs = CCSCurve.from_estimates({p: mean(first(record["scores"]["unlearned"][str(p)])) for p in PSIS})
+        curve = calibration.calibrated_curve(
+            source("unlearned"), source("upper"), source("lower"), original_steps=steps_of,
+            total_steps=record.get("steps", 25), anchors=record["anchors"], ccs=ccs, scorer="ZooDigitJudge")
+        return calibration.decide_calibrated(
+            curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
+            images_differ=record["images_differ"],
+            # A confidence sequence needs no minimum sample: it is valid from the first image on.
+            min_images=16 if design in ("fixed", "bonferroni") or final else 1).kind
+
+
+#: Share of a scored seed's evaluations spent on its ψ = 0 image (25 of the ~437 steps of a 25-step sweep with nulls).
+PSI0_SHARE = 25 / 437
+
+
+def _costs(records: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per concept: (classifier training evaluations, evaluations per scored prompt-seed) from a run that paid them."""
+    out: dict[str, tuple[float, float]] = {}
+    for record in records:
+        cost = record.get("cost") or {}
+        if record["concept"] in out or not cost.get("unet_evals"):
+            continue
+        prompts = len(record["prompts"])
+        scored = len(record["judged"]["unlearned"]["0.0"])
+        train = 2 * scored * record.get("steps", 25)  # λO and λU of the training half (as many as scored)
+        out[record["concept"]] = (train, (cost["unet_evals"] - train) / scored)
+        del prompts
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="folder of scripts/calibration.py's stored runs")
+    parser.add_argument("--round", type=int, default=4, help="scored seeds per prompt added per look (default 4)")
+    parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
+    args = parser.parse_args(argv)
+    from diffusers import DDIMScheduler
+
+    from pytest_uoc import zoo
+    from pytest_uoc.diffusion.schedule import split_steps
+
+    files = sorted(args.runs.glob("*-set*-*.json")) + sorted(args.runs.glob("*-set*-digits.json"))
+    records = [json.loads(path.read_text()) for path in dict.fromkeys(files)]
+    records = [r for r in records if r.get("judged") and r["set"] < args.sets]
+    if not records:
+        print(f"no stored runs in {args.runs}: run `python scripts/calibration.py --out {args.runs} --sets 5` first",
+              file=sys.stderr)
+        return 2
+    scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
+    costs = _costs(records)
+    results: dict[str, list[tuple[str, int, str, str, float]]] = {"cs": [], "cs+final": [], "bonferroni": []}
+    for record in records:
+        scheduler.set_timesteps(record.get("steps", 25))
+        timesteps = [float(t) for t in scheduler.timesteps]
+        steps_of = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
+        prompts = len(record["prompts"])
+        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
+        train, per_item = costs[record["concept"]]
+        full = train + per_item * prompts * per_prompt
+        fixed = _decide(record, per_prompt, "fixed", 1, steps_of)
+        looks = list(range(args.round, per_prompt + 1, args.round))
+        if not looks or looks[-1] != per_prompt:
+            looks.append(per_prompt)
+        for design in results:
+            kind, used, swept = "inconclusive", per_prompt, per_prompt
+            for seeds in looks:
+                final = seeds == looks[-1]
+                if design == "bonferroni" and seeds * prompts < 16 and not final:
+                    continue  # a bootstrap interval needs its minimum of images
+                kind = _decide(record, seeds, design, len(looks), steps_of, final)
+                if kind != "inconclusive":
+                    used = swept = seeds
+                    if kind == "not_erased":  # decided on the new seeds' ψ = 0 images alone: no sweep for them
+                        swept = max([n for n in looks if n < seeds], default=0)
+                    break
+            evals = train + per_item * prompts * swept + PSI0_SHARE * per_item * prompts * (used - swept)
+            ratio = evals / full
+            results[design].append((record["model"], record["set"], fixed, kind, ratio))
+            print(f"{design:10s} {record['model']:22s} set {record['set']}  fixed {fixed:12s} sequential {kind:12s} "
+                  f"scored seeds {used:2d}/{per_prompt}  cost {ratio:.2f}x", flush=True)
+    print()
+    print(f"round {args.round} scored seeds per prompt; {len(records)} (model, seed set) cases; "
+          f"targets: median cost <= {TARGET_RATIO}x, agreement >= {TARGET_AGREEMENT:.0%}")
+    for design, rows in results.items():
+        ratios = np.array([r[4] for r in rows])
+        agree = np.mean([r[2] == r[3] for r in rows])
+        gold = [r for r in rows if "gold" in r[0]]
+        alarms_seq = sum(r[3] != "forgotten" for r in gold)
+        alarms_fixed = sum(r[2] != "forgotten" for r in gold)
+        print(f"{design:10s} median cost {np.median(ratios):.2f}x (mean {ratios.mean():.2f}x)  "
+              f"agreement {agree:.1%}  gold standards not passed: sequential {alarms_seq}/{len(gold)}, "
+              f"fixed {alarms_fixed}/{len(gold)}  "
+              f"[{'meets' if np.median(ratios) <= TARGET_RATIO and agree >= TARGET_AGREEMENT else 'misses'} targets]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
