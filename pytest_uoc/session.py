@@ -31,6 +31,8 @@ from .factory import (
     resolve_device,
     resolve_dtype,
 )
+from .gates import GateResult, draw_pictures
+from .report import artifact_dir
 from .rows import ResultRow
 
 __all__ = ["CURRENT_REQUEST", "UocSession", "get_session", "resolve_device", "run_gate", "settings_for"]
@@ -152,7 +154,7 @@ def ensure_row(item: pytest.Item, probe: Any) -> ResultRow:
     return row
 
 
-def run_gate(probe: Any, evaluate: Callable[[], Any]) -> tuple[Any, str]:
+def run_gate(probe: Any, evaluate: Callable[[], GateResult]) -> tuple[GateResult, str]:
     """Run a gate for the running test; return its ``GateResult`` and its failure text.
 
     The test's row is created before the gate runs (its clock starts), the gate's part
@@ -160,8 +162,6 @@ def run_gate(probe: Any, evaluate: Callable[[], Any]) -> tuple[Any, str]:
     test's artifact folder (``--uoc-artifacts``; a failure also without it) and the
     failure text ends with their paths. Outside a test nothing is recorded or drawn.
     """
-    from .gates import draw_pictures
-
     request = CURRENT_REQUEST.get()
     row = None if request is None else ensure_row(request.node, probe)
     result = evaluate()
@@ -170,8 +170,6 @@ def run_gate(probe: Any, evaluate: Callable[[], Any]) -> tuple[Any, str]:
         row.apply(result.row)
         row.seconds = round(time.perf_counter() - row.started, 2)
         row.cost = probe.cost.to_dict()
-        from .report import artifact_dir
-
         folder = artifact_dir(get_session(request.config), request.node.nodeid, explicit_only=result.passed)
     written = draw_pictures(result.pictures, folder)
     return result, result.failure_text(written) if not result.passed else ""

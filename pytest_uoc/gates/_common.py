@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..report import is_attack, looked_at
+from ..report import (
+    is_attack,
+    looked_at,
+    plot_bars,
+    plot_calibrated,
+    plot_curve,
+    write_image_grid,
+    write_labelled_grid,
+)
 from ..rows import Check
 from .result import Picture
 
@@ -26,6 +34,7 @@ def curve_title(probe: Any) -> str:
 def ccs_table(curve: Any, limit: float, axis: str = "psi", *, flags: bool = True) -> list[str]:
     """``ψ | CCS | 95% CI | limit``, one line per point, flagging the retrieved (restored) and above-limit ones."""
     from ..scoring.verdict import retrieved  # here, not at the top: scoring imports torch
+
     width = max(6, len(axis))
     lines = [f"  {axis:>{width}} | {'CCS':>6} | {'95% CI':^17} | {'limit':>5}"]
     hit = "  <- retrieved" if axis == "psi" else "  <- restored"
@@ -80,8 +89,6 @@ def verdict_checks(verdict: Any, curve: Any, ccs_max: float, axis: str = "psi") 
 def curve_pictures(probe: Any, curve: Any, limit: float, psi_limit: float, images: Callable[[], Any], *,
                    xlabel: str | None = None, calibration: Any = None) -> tuple[Picture, ...]:
     """The CCS curve plot, its image grid (``images()``: per ψ or strength) and the calibration plot."""
-    from ..report import plot_calibrated, plot_curve, write_image_grid
-
     prefix = "" if xlabel is None else "restore_"
     pictures = [
         Picture(f"{prefix}ccs_curve.png", lambda path: plot_curve(
@@ -116,8 +123,6 @@ def prompt_grid(probe: Any, name: str, prompts: Sequence[str], sources: Sequence
     """A labelled grid of the gate's prompt images (none for a probe that cannot draw prompts)."""
     if not hasattr(probe, "prompt_images"):
         return ()
-    from ..report import write_labelled_grid
-
     return (Picture(name, lambda path: write_labelled_grid(prompt_rows(probe, prompts, sources), path,
                                                            title=title(probe) + suffix)),)
 
@@ -125,8 +130,6 @@ def prompt_grid(probe: Any, name: str, prompts: Sequence[str], sources: Sequence
 def bars(probe: Any, name: str, labels: Sequence[str], series: dict[str, Any], *, suffix: str = "",
          **options: Any) -> Picture:
     """Grouped bars (``report.plot_bars``) under the probe's title and ``suffix``."""
-    from ..report import plot_bars
-
     return Picture(name, lambda path: plot_bars(labels, series, path, title=title(probe) + suffix, **options))
 
 

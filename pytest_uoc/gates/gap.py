@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..report import plot_gap
 from ..rows import Check, GateEntry, RowUpdate
 from ._common import title
 from .result import GateResult, Picture
@@ -18,8 +19,6 @@ __all__ = ["evaluate"]
 
 def evaluate(probe: Any, max_gap: float, psis: Sequence[float] | None = None) -> GateResult:
     """The gate over ``psis`` (default: the probe's ψ grid)."""
-    from ..report import plot_gap
-
     gap = probe.concealment_gap(psis)
     worst = max(gap.psis, key=lambda p: gap.at(p).low)
     row = RowUpdate({"gap": round(gap.at(worst).mean, 4), "gap_psi": worst},
