@@ -206,7 +206,7 @@ class TrajectoryCache:
         buffer = io.BytesIO()
         torch.save(state, buffer)
         payload = buffer.getvalue()
-        from ..report import atomic_write_bytes
+        from ..cache import atomic_write_bytes
 
         atomic_write_bytes(self._path(model_key, prompt, seed, step),
                            _MAGIC + hashlib.sha256(payload).digest() + payload)
