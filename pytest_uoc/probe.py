@@ -1,28 +1,49 @@
-"""One concept's probe: runs sweeps and scores them, computing every image once.
+"""One concept's probe: the evidence about one concept for one pair of models, each piece computed once.
 
 The seeds are split in two halves: the first half's λO (ψ = 1) and λU (ψ = 0)
 images train the domain classifier, the second half's images are what every
 score is computed on (CCS, CRS, the held-out accuracy), so the classifier is
-never scored on the noise it was trained on. Images are cached by hand-off
-step: two ψ that hand over at the same step share their images, and a ψ asked
-for twice (by several assertions or hypothesis examples) is computed once.
+never scored on the noise it was trained on.
+
+``Probe`` is a thin facade: its image bank (``bank.ImageBank``) makes and keeps
+every image and every per-image score (two ψ that hand over at the same step
+share their images, a ψ asked for twice is computed once, each image is scored
+once), and each evidence method is one call into ``scoring`` with them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .bank import Cost, ImageBank, ImageKey
 from .concept import Concept
 from .diffusion import PartialDiffusion
-from .diffusion.engine import NullFinish
-from .diffusion.schedule import check_psi
+from .units import DEFAULT_PSIS, check_psi, check_strength
 
-__all__ = ["FewStepsWarning", "Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
+if TYPE_CHECKING:
+    from .judges import Judge
+    from .scoring import (
+        CalibratedCurve,
+        CCSCurve,
+        CRSResult,
+        DomainClassifier,
+        Estimate,
+        GapCurve,
+        JudgedAccuracy,
+        Leakage,
+        Pinpoint,
+        PromptCCS,
+        RetentionResult,
+        Verdict,
+    )
+
+__all__ = ["Cost", "FewStepsWarning", "Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
 
 
 class FewStepsWarning(UserWarning):
@@ -34,7 +55,7 @@ class ProbeSettings:
     """What a probe needs to know besides its models and concept."""
 
     seeds: tuple[int, ...] = tuple(range(32))
-    psis: tuple[float, ...] = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)
+    psis: tuple[float, ...] = DEFAULT_PSIS
     backbone: str = "resnet18"
     backbone_weights: str | None = None
     accuracy_floor: float = 0.75
@@ -53,65 +74,17 @@ class ProbeSettings:
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {self.rule!r}")
 
 
-@dataclass
-class Cost:
-    """What the probe spent: sweeps run, UNet evaluations, seconds by phase."""
-
-    sweeps: int = 0
-    unet_evals: int = 0
-    unlearned_unet_evals: int = 0
-    #: Evaluations of the original finishing hand-offs for the calibration nulls (0 when cached).
-    null_unet_evals: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def add(self, phase: str, seconds: float) -> None:
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sweeps": self.sweeps, "unet_evals": self.unet_evals,
-                "unlearned_unet_evals": self.unlearned_unet_evals, "null_unet_evals": self.null_unet_evals,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "total_seconds": round(sum(self.seconds.values()), 3)}
-
-
-class _ImageCache:
-    """Images of one engine, prompt list and seed list, keyed by hand-off step."""
-
-    def __init__(self, engine: PartialDiffusion, prompts: Sequence[str], seeds: Sequence[int], cost: Cost, phase: str,
-                 *, unlearned_cost: bool = True, null: NullFinish | None = None):
-        self.engine, self.prompts, self.seeds = engine, list(prompts), list(seeds)
-        self.cost, self.phase = cost, phase
-        #: A null finish: the original finishes the hand-offs (see ``NullFinish``).
-        self.null = null
-        # A reference engine's second model is the gold standard, not the model under test.
-        self.unlearned_cost = unlearned_cost
-        self.by_handoff: dict[int, torch.Tensor] = {}
-
-    def get(self, psis: Iterable[float]) -> dict[float, torch.Tensor]:
-        wanted = {check_psi(p): self.engine.steps_for(p).handoff for p in psis}
-        missing: dict[int, float] = {}
-        for psi, handoff in wanted.items():
-            if handoff not in self.by_handoff:
-                missing.setdefault(handoff, psi)
-        if missing:
-            start = time.perf_counter()
-            sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds, null=self.null)
-            for handoff, psi in missing.items():
-                self.by_handoff[handoff] = sweep.images[psi]
-            self.cost.sweeps += 1
-            self.cost.unet_evals += sweep.unet_evals
-            self.cost.null_unet_evals += sweep.null_unet_evals
-            if self.unlearned_cost:
-                self.cost.unlearned_unet_evals += sweep.unlearned_unet_evals
-            self.cost.add(self.phase, time.perf_counter() - start)
-        return {psi: self.by_handoff[handoff] for psi, handoff in wanted.items()}
+def _scorer_name(judge: Any) -> str:
+    """What a judge is called in reports: its ``__name__``, else its type's name."""
+    return getattr(judge, "__name__", type(judge).__name__)
 
 
 class Probe:
     """Partial-diffusion evidence about one concept for one pair of models.
 
     ``engine`` runs original → unlearned; ``reference_engine`` (optional) runs
-    original → gold-standard model, for the concealment gap.
+    original → gold-standard model, for the concealment gap. ``bank`` holds every
+    image and score made so far.
     """
 
     def __init__(
@@ -122,7 +95,7 @@ class Probe:
         *,
         reference_engine: PartialDiffusion | None = None,
         labels: dict[str, str] | None = None,
-        judge: Any = None,
+        judge: Judge | None = None,
     ) -> None:
         self.concept = concept
         #: ``judge(images) -> booleans`` "shows the concept": what the calibrated rule counts.
@@ -140,39 +113,41 @@ class Probe:
         half = len(seeds) // 2
         self.train_seeds, self.eval_seeds = seeds[:half], seeds[half:]
         self.cost = Cost()
-        prompts = list(concept.prompts)
-        self._eval = _ImageCache(engine, prompts, self.eval_seeds, self.cost, "sweeps")
-        self._train = _ImageCache(engine, prompts, self.train_seeds, self.cost, "classifier images")
-        self._reference = (
-            _ImageCache(reference_engine, prompts, self.eval_seeds, self.cost, "reference sweeps", unlearned_cost=False)
-            if reference_engine is not None else None
-        )
         self.anchors = concept.anchor_prompts
-        self._nulls = {
-            finish.name: _ImageCache(engine, prompts, self.eval_seeds, self.cost, "null finishes",
-                                     unlearned_cost=False, null=finish)
-            for finish in (NullFinish(self.anchors, "empty"), NullFinish(self.anchors, "concept"))
-        }
-        self._scores: dict[tuple[str, float], torch.Tensor] = {}
-        self._concept_values: dict[tuple[str, float], torch.Tensor] = {}
-        self._restore_values: dict[tuple[str, str, int], torch.Tensor] = {}
-        self._concept_classifier: Any = None
-        self._train_null = _ImageCache(engine, prompts, self.train_seeds, self.cost, "null finishes",
-                                       unlearned_cost=False, null=NullFinish(self.anchors, "concept"))
-        self._retain: dict[tuple[str, ...], _ImageCache] = {}
-        self._classifier: Any = None
-        self._heldout: float | None = None
-        self._curves: dict[float, Any] = {}
-        self._reference_prompts: dict[tuple[str, ...], _ImageCache] = {}
-        self._restored: dict[tuple[str, int], torch.Tensor] = {}
-        self._restore_probs: dict[tuple[str, int], torch.Tensor] = {}
-        self._references: dict[str, torch.Tensor] = {}
+        self.bank = ImageBank(engine, list(concept.prompts), self.train_seeds, self.eval_seeds, self.anchors,
+                              self.cost, reference_engine=reference_engine)
+        self._warned_idle = False
+
+    def share_images(self, other: Probe, *, reference: bool = True) -> None:
+        """Use ``other``'s images, domain classifier and domain scores (same engine, concept and settings).
+
+        For a second probe of the same models that only decides differently (another
+        judge, or none); see ``ImageBank.share``.
+        """
+        self.bank.share(other.bank, reference=reference)
+
+    # The classifier and its accuracy may be set directly (tests give a fake classifier).
+    @property
+    def _classifier(self) -> DomainClassifier | None:
+        return self.bank.classifier  # type: ignore[return-value]
+
+    @_classifier.setter
+    def _classifier(self, value: DomainClassifier | None) -> None:
+        self.bank.classifier = value
+
+    @property
+    def _heldout(self) -> float | None:
+        return self.bank.heldout
+
+    @_heldout.setter
+    def _heldout(self, value: float | None) -> None:
+        self.bank.heldout = value
 
     # -- images -----------------------------------------------------------------------
 
     def images(self, psis: Iterable[float]) -> dict[float, torch.Tensor]:
         """λP(ψ) images of the scoring seeds (prompt-major, seed-minor)."""
-        return self._eval.get(psis)
+        return self.bank.sweep(psis)
 
     @property
     def original_images(self) -> torch.Tensor:
@@ -184,75 +159,117 @@ class Probe:
         """λU of the scoring seeds (the unlearned model alone, ψ = 0)."""
         return self.images([0.0])[0.0]
 
-    # -- classifier ---------------------------------------------------------------------
+    # -- classifiers ---------------------------------------------------------------------
+
+    def _train_classifier(self, original: torch.Tensor, other: torch.Tensor, groups: list[Any]) -> DomainClassifier:
+        """A classifier of ``original`` (label 1) against ``other`` (label 0), its seconds booked."""
+        from .scoring import train_domain_classifier
+
+        start = time.perf_counter()
+        classifier = train_domain_classifier(
+            original, other, groups=groups, backbone=self.settings.backbone,
+            pretrained_path=self.settings.backbone_weights, seed=self.settings.seed,
+            cache_dir=self.settings.classifier_cache,
+        )
+        self.cost.add("classifier", time.perf_counter() - start)
+        return classifier
 
     @property
-    def classifier(self) -> Any:
+    def classifier(self) -> DomainClassifier:
         """The domain classifier (λO = 1, λU = 0) trained on the training seeds."""
-        if self._classifier is None:
-            from .scoring import check_images, train_domain_classifier
+        if self.bank.classifier is None:
+            from .scoring import check_images
 
-            train = self._train.get([0.0, 1.0])
+            train = self.bank.training["unlearned"].get([0.0, 1.0])
             for name, imgs in (("unlearned model's images", train[0.0]), ("original model's images", train[1.0])):
                 check_images(imgs, name=name)
-            start = time.perf_counter()
             groups = [s for _ in self.concept.prompts for s in self.train_seeds]
-            self._classifier = train_domain_classifier(
-                train[1.0], train[0.0], groups=groups, backbone=self.settings.backbone,
-                pretrained_path=self.settings.backbone_weights, seed=self.settings.seed,
-                cache_dir=self.settings.classifier_cache,
-            )
-            self.cost.add("classifier", time.perf_counter() - start)
-        return self._classifier
+            self.bank.classifier = self._train_classifier(train[1.0], train[0.0], groups)
+        return self.bank.classifier  # type: ignore[return-value]
 
     @property
     def heldout_accuracy(self) -> float:
         """Accuracy of the classifier on the scoring seeds' λO and λU (never trained on)."""
-        if self._heldout is None:
-            clf = self.classifier
-            p_original = clf.probabilities(self.original_images)
-            p_unlearned = clf.probabilities(self.unlearned_images)
+        if self.bank.heldout is None:
+            self.classifier  # noqa: B018 - trained before the scoring images are made, as always
+            p_original = self.scores([1.0])[1.0]
+            p_unlearned = self.scores([0.0])[0.0]
             correct = (p_original > 0.5).sum() + (p_unlearned <= 0.5).sum()
-            self._heldout = float(correct) / float(len(p_original) + len(p_unlearned))
-        return self._heldout
+            self.bank.heldout = float(correct) / float(len(p_original) + len(p_unlearned))
+        return self.bank.heldout
+
+    @property
+    def concept_classifier(self) -> DomainClassifier:
+        """The classifier the calibrated rule falls back on without a judge: "shows the concept" from both models.
+
+        Label 1: λO (the original asked for the concept); label 0: λU *and* the lower
+        null at ψ = 0 (the original asked for the anchor, steered away from the concept),
+        training seeds only. Unlike the domain classifier it cannot score an image as
+        "original" for the original's style alone, so the original's null finishes and
+        the unlearned model's images are compared on the concept (docs/metrics.md).
+        """
+        if self.bank.concept_classifier is None:
+            train = self.bank.training["unlearned"].get([0.0, 1.0])
+            null = self.bank.training["lower"].get([0.0])[0.0]
+            groups = [s for _ in self.concept.prompts for s in self.train_seeds]
+            self.bank.concept_classifier = self._train_classifier(
+                torch.cat([train[1.0], train[1.0]]), torch.cat([train[0.0], null]),
+                groups + [f"null:{g}" for g in groups])
+        return self.bank.concept_classifier  # type: ignore[return-value]
+
+    # -- per-image scores ------------------------------------------------------------------
+
+    def _domain_of(self, name: str) -> Callable[[torch.Tensor, float], torch.Tensor]:
+        """``score(images, point)`` for the bank: the domain classifier's probabilities, images checked once."""
+        from .scoring import domain_probabilities
+
+        return lambda images, point: domain_probabilities(self.classifier, images, name=name.format(point))
+
+    def _concept_of(self, images: torch.Tensor, point: float | None = None) -> torch.Tensor:
+        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
+        if self.judge is not None:
+            from .judges import judge_flags
+
+            return torch.as_tensor(judge_flags(self.judge, images)).double()
+        return self.concept_classifier.probabilities(images).detach().cpu().double()
+
+    def scores(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """The domain classifier's per-image P(original domain) at each ψ for ``source`` (see ``source_images``)."""
+        name = "partial-diffusion images at psi={}" if source == "unlearned" else f"{source} images"
+        return self.bank.values("domain", self.bank.sweep_keys(psis, source),
+                                lambda missing: self.bank.sweep(missing, source), self._domain_of(name))
+
+    def concept_values(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
+        return self.bank.values("concept", self.bank.sweep_keys(psis, source),
+                                lambda missing: self.bank.sweep(missing, source), self._concept_of)
+
+    def _prompt_scores(self, prompts: Sequence[str], psi: float, *, reference: bool = False) -> torch.Tensor:
+        """The domain classifier's probabilities of ``prompt_images(prompts, [psi])``, computed once."""
+        from .diffusion.engine import check_prompts
+
+        key = tuple(check_prompts(prompts))
+        images = self.bank.prompt_set(key, reference=reference)
+        slot: ImageKey = (f"prompts:{'reference' if reference else 'unlearned'}:{key!r}", images.step(psi))
+        return self.bank.values("domain", {psi: slot}, images.get, self._domain_of("images"))[psi]
 
     # -- scores -------------------------------------------------------------------------
 
-    def ccs_curve(self, psis: Iterable[float] | None = None) -> Any:
+    def ccs_curve(self, psis: Iterable[float] | None = None) -> CCSCurve:
         """CCS(ψ) with bootstrap 95% intervals."""
-        from .scoring import ccs_curve
+        from .scoring import ccs_curve_from_probabilities
 
         wanted = [check_psi(p) for p in (psis if psis is not None else self.settings.psis)]
-        missing = [p for p in wanted if p not in self._curves]
-        if missing:
-            images = self.images(missing)
-            for name, imgs in images.items():
-                from .scoring import check_images
+        curve = ccs_curve_from_probabilities(self.scores(wanted), n_boot=self.settings.n_boot,
+                                             seed=self.settings.seed, estimates=self.bank.ccs_estimates)
+        self.bank.ccs_estimates.update(curve)
+        return curve
 
-                check_images(imgs, name=f"partial-diffusion images at psi={name}")
-            curve = ccs_curve(self.classifier, images, n_boot=self.settings.n_boot, seed=self.settings.seed)
-            for p in missing:
-                self._curves[p] = curve.at(p)
-        from .scoring.ccs import CCSCurve
-
-        return CCSCurve.from_estimates({p: self._curves[p] for p in wanted},
-                                       probabilities=self._probabilities(wanted))
-
-    def _probabilities(self, psis: Sequence[float]) -> dict[float, torch.Tensor]:
-        if not hasattr(self, "_probs"):
-            self._probs: dict[float, torch.Tensor] = {}
-        missing = [p for p in psis if p not in self._probs]
-        if missing:
-            images = self.images(missing)
-            for p in missing:
-                self._probs[p] = self.classifier.probabilities(images[p])
-        return {p: self._probs[p] for p in psis}
-
-    def ccs(self, psi: float) -> Any:
+    def ccs(self, psi: float) -> Estimate:
         """CCS at one ψ."""
         return self.ccs_curve([psi]).at(check_psi(psi))
 
-    def crs(self, psis: Iterable[float] | None = None, kind: str = "forget") -> Any:
+    def crs(self, psis: Iterable[float] | None = None, kind: str = "forget") -> CRSResult:
         """The paper-compatible Concept Retrieval Score over ``psis`` (default: the grid without 0 and 1)."""
         from .scoring import crs_paper
 
@@ -261,8 +278,8 @@ class Probe:
             raise ValueError("CRS needs at least one psi strictly between 0 and 1")
         return crs_paper(self.classifier, self.images(grid), self.original_images, self.unlearned_images, kind=kind)
 
-    def verdict(self, psi_limit: float, ccs_max: float, *, rule: str | None = None) -> Any:
-        """The verdict on this concept at ``psi_limit``.
+    def verdict(self, psi_limit: float, ccs_max: float, *, rule: str | None = None) -> Verdict:
+        """The verdict on this concept at ``psi_limit``; it carries the curves it read.
 
         ``rule`` (default: the settings'): "calibrated" compares λP(ψ) with the null
         finishes, or with the gold standard when the probe has one
@@ -287,8 +304,6 @@ class Probe:
                          accuracy_floor=self.settings.accuracy_floor, images_differ=differ)
         idle = [p for p in grid if 0 < p <= limit and self.engine.steps_for(p).handoff == 0]
         if verdict.passed and idle:
-            import dataclasses
-
             needed = self.steps_needed(grid)
             return dataclasses.replace(
                 verdict, kind="inconclusive",
@@ -305,7 +320,7 @@ class Probe:
     def warn_idle_psis(self) -> None:
         """Warn once, before any image is made, when the grid has a ψ > 0 that gives the original no step."""
         idle = self.idle_psis()
-        if idle and not getattr(self, "_warned_idle", False):
+        if idle and not self._warned_idle:
             import warnings
 
             self._warned_idle = True
@@ -342,76 +357,22 @@ class Probe:
         Each image is the original finishing the hand-off latent of the λP(ψ) image of
         the same prompt and seed (``diffusion.NullFinish``); cached with the trajectories.
         """
-        if which not in self._nulls:
-            raise ValueError(f"which must be one of {sorted(self._nulls)}, got {which!r}")
-        return self._nulls[which].get(psis)
+        if which not in self.bank.nulls:
+            raise ValueError(f"which must be one of {list(self.bank.nulls)}, got {which!r}")
+        return self.bank.sweep(psis, which)
 
     def source_images(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
         """Images of the scoring seeds at each ψ from ``source``: unlearned (λP), upper, lower (nulls), reference."""
-        if source == "unlearned":
-            return self.images(psis)
-        if source == "reference":
-            if self._reference is None:
-                raise ValueError("no reference (gold-standard) model: give --uoc-reference")
-            return self._reference.get(psis)
-        return self.null_images(psis, source)
+        return self.bank.sweep(psis, source)
 
-    def _per_image(self, memo: dict[tuple[str, float], torch.Tensor], psis: Iterable[float], source: str,
-                   score: Any) -> dict[float, torch.Tensor]:
-        """``score(images)`` of ``source``'s images at each ψ, computed once per (source, ψ) into ``memo``."""
-        wanted = [check_psi(p) for p in psis]
-        missing = [p for p in wanted if (source, p) not in memo]
-        if missing:
-            images = self.source_images(missing, source)
-            for p in missing:
-                memo[(source, p)] = score(images[p])
-        return {p: memo[(source, p)] for p in wanted}
-
-    def scores(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
-        """The domain classifier's per-image P(original domain) at each ψ for ``source`` (see ``source_images``)."""
-        from .scoring import check_images
-
-        def score(images: torch.Tensor) -> torch.Tensor:
-            check_images(images, name=f"{source} images")
-            return self.classifier.probabilities(images).detach().cpu()
-
-        return self._per_image(self._scores, psis, source, score)
-
-    @property
-    def concept_classifier(self) -> Any:
-        """The classifier the calibrated rule falls back on without a judge: "shows the concept" from both models.
-
-        Label 1: λO (the original asked for the concept); label 0: λU *and* the lower
-        null at ψ = 0 (the original asked for the anchor, steered away from the concept),
-        training seeds only. Unlike the domain classifier it cannot score an image as
-        "original" for the original's style alone, so the original's null finishes and
-        the unlearned model's images are compared on the concept (docs/metrics.md).
-        """
-        if self._concept_classifier is None:
-            from .scoring import train_domain_classifier
-
-            train = self._train.get([0.0, 1.0])
-            null = self._train_null.get([0.0])[0.0]
-            groups = [s for _ in self.concept.prompts for s in self.train_seeds]
-            start = time.perf_counter()
-            self._concept_classifier = train_domain_classifier(
-                torch.cat([train[1.0], train[1.0]]), torch.cat([train[0.0], null]),
-                groups=groups + [f"null:{g}" for g in groups], backbone=self.settings.backbone,
-                pretrained_path=self.settings.backbone_weights, seed=self.settings.seed,
-                cache_dir=self.settings.classifier_cache,
-            )
-            self.cost.add("classifier", time.perf_counter() - start)
-        return self._concept_classifier
-
-    def use_judge(self, judge: Any, key: str | None = None) -> None:
+    def use_judge(self, judge: Judge | None, key: str | None = None) -> None:
         """Count the concept with ``judge`` from now on (None: the concept classifier); ``key`` names it.
 
         Values already computed with the same key are kept; another judge starts afresh.
         """
         new_key = key if key is not None else (None if judge is None else f"id:{id(judge)}")
-        if new_key != getattr(self, "_judge_key", None) or judge is None and self.judge is not None:
-            self._concept_values.clear()
-            self._restore_values.clear()
+        if new_key != self._judge_key or judge is None and self.judge is not None:
+            self.bank.forget("concept")
         self.judge, self._judge_key = judge, new_key
 
     @property
@@ -421,21 +382,9 @@ class Probe:
             from .scoring.calibration import CONCEPT_CLASSIFIER
 
             return CONCEPT_CLASSIFIER
-        return getattr(self.judge, "__name__", type(self.judge).__name__)
+        return _scorer_name(self.judge)
 
-    def concept_values(self, psis: Iterable[float], source: str = "unlearned") -> dict[float, torch.Tensor]:
-        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
-        return self._per_image(self._concept_values, psis, source, self._concept_of)
-
-    def _concept_of(self, images: torch.Tensor) -> torch.Tensor:
-        """Per image, whether it shows the concept: the judge's 0/1, or the concept classifier's probability."""
-        if self.judge is not None:
-            from .judges import judge_flags
-
-            return torch.as_tensor(judge_flags(self.judge, images)).double()
-        return self.concept_classifier.probabilities(images).detach().cpu().double()
-
-    def calibrated_curve(self, psis: Iterable[float] | None = None) -> Any:
+    def calibrated_curve(self, psis: Iterable[float] | None = None) -> CalibratedCurve:
         """Per ψ: how often λP(ψ), both nulls (and the gold standard) show the concept, and the paired excesses."""
         from .scoring import calibrated_curve
 
@@ -443,7 +392,7 @@ class Probe:
         as_numpy = {source: {p: v.numpy() for p, v in self.concept_values(grid, source).items()}
                     for source in ("unlearned", "upper", "lower")}
         reference = None
-        if self._reference is not None:
+        if "reference" in self.bank.sweeps:
             reference = {p: v.numpy() for p, v in self.concept_values(grid, "reference").items()}
         return calibrated_curve(
             as_numpy["unlearned"], as_numpy["upper"], as_numpy["lower"],
@@ -461,7 +410,8 @@ class Probe:
         """Whether λU differs visibly from λO (mean absolute pixel difference above ``tolerance``)."""
         return bool((self.original_images - self.unlearned_images).abs().mean() > tolerance)
 
-    def retention(self, prompts: Sequence[str] | None = None, *, distance: str = "auto", lpips_path: str | None = None) -> Any:
+    def retention(self, prompts: Sequence[str] | None = None, *, distance: str = "auto",
+                  lpips_path: str | None = None) -> RetentionResult:
         """Distance between original and unlearned images of retain prompts (same prompt, same seed)."""
         from .scoring import retention
 
@@ -470,23 +420,22 @@ class Probe:
             raise ValueError(
                 f"concept {self.concept.name!r} has no retain prompts: give retain=[...] to uoc_concept or prompts= here"
             )
-        cache = self._retain.get(chosen)
-        if cache is None:
-            cache = self._retain[chosen] = _ImageCache(self.engine, chosen, self.eval_seeds, self.cost, "retain sweeps")
-        images = cache.get([0.0, 1.0])
+        images = self.bank.prompt_set(chosen, phase="retain sweeps").get([0.0, 1.0])
         return retention(images[1.0], images[0.0], distance=distance,
-                         classifier=self._classifier if distance == "features" else None,
+                         classifier=self.bank.classifier if distance == "features" else None,  # type: ignore[arg-type]
                          lpips_path=lpips_path, n_boot=self.settings.n_boot, seed=self.settings.seed)
 
-    def concealment_gap(self, psis: Iterable[float] | None = None) -> Any:
+    def concealment_gap(self, psis: Iterable[float] | None = None) -> GapCurve:
         """CCS(unlearned) − CCS(reference) per ψ, paired by prompt and seed."""
-        from .scoring import concealment_gap
+        from .scoring import concealment_gap_from_probabilities
 
-        if self._reference is None:
+        if "reference" not in self.bank.sweeps:
             raise ValueError("the concealment gap needs a reference (gold-standard) model: give --uoc-reference")
         grid = [check_psi(p) for p in (psis if psis is not None else self.settings.psis)]
-        return concealment_gap(self.classifier, self.images(grid), self._reference.get(grid),
-                               n_boot=self.settings.n_boot, seed=self.settings.seed)
+        self.classifier  # noqa: B018 - trained before the images are made, as always
+        self.images(grid), self.bank.sweep(grid, "reference")  # the same sweeps, in the same order, as always
+        return concealment_gap_from_probabilities(self.scores(grid), self.scores(grid, "reference"),
+                                                  n_boot=self.settings.n_boot, seed=self.settings.seed)
 
     # -- beyond the target concept (HUB facets) ----------------------------------------------
 
@@ -499,28 +448,17 @@ class Probe:
         """
         from .diffusion.engine import check_prompts
 
-        key = tuple(check_prompts(prompts))
-        if reference:
-            if self.reference_engine is None:
-                raise ValueError("no reference (gold-standard) model: give --uoc-reference")
-            cache = self._reference_prompts.get(key)
-            if cache is None:
-                cache = self._reference_prompts[key] = _ImageCache(
-                    self.reference_engine, key, self.eval_seeds, self.cost, "reference sweeps", unlearned_cost=False)
-        else:
-            cache = self._retain.get(key)
-            if cache is None:
-                cache = self._retain[key] = _ImageCache(self.engine, key, self.eval_seeds, self.cost, "prompt sweeps")
-        return cache.get(psis)
+        return self.bank.prompt_set(tuple(check_prompts(prompts)), reference=reference).get(psis)
 
-    def prompt_ccs(self, prompts: Sequence[str]) -> Any:
+    def prompt_ccs(self, prompts: Sequence[str]) -> PromptCCS:
         """CCS of the unlearned model's own images (ψ = 0) of ``prompts`` (paraphrases, other languages)."""
-        from .scoring import prompt_ccs
+        from .scoring import prompt_ccs_from_probabilities
 
-        images = self.prompt_images(prompts, [0.0])[0.0]
-        return prompt_ccs(self.classifier, images, list(prompts), n_boot=self.settings.n_boot, seed=self.settings.seed)
+        self.prompt_images(prompts, [0.0])
+        return prompt_ccs_from_probabilities(self._prompt_scores(prompts, 0.0), list(prompts),
+                                             n_boot=self.settings.n_boot, seed=self.settings.seed)
 
-    def leakage(self, prompts: Sequence[str] = ("",), *, judge: Any = None) -> Any:
+    def leakage(self, prompts: Sequence[str] = ("",), *, judge: Judge | None = None) -> Leakage:
         """How often the unlearned model draws the concept unasked, against the reference model.
 
         Per-image decisions come from ``judge`` (booleans, see ``pytest_uoc.judges``)
@@ -531,23 +469,24 @@ class Probe:
 
         prompt_list = list(prompts)
         unlearned = self.prompt_images(prompt_list, [0.0])[0.0]
-        if self.reference_engine is not None:
-            baseline_name, baseline = "reference", self.prompt_images(prompt_list, [0.0], reference=True)[0.0]
-        else:
-            baseline_name, baseline = "original", self.prompt_images(prompt_list, [1.0])[1.0]
+        on_reference = self.reference_engine is not None
+        baseline_psi = 0.0 if on_reference else 1.0
+        baseline_name = "reference" if on_reference else "original"
+        baseline = self.prompt_images(prompt_list, [baseline_psi], reference=on_reference)[baseline_psi]
         if judge is not None:
             from .judges import judge_flags
 
-            decided_by = getattr(judge, "__name__", type(judge).__name__)
+            decided_by = _scorer_name(judge)
             flags_u, flags_b = judge_flags(judge, unlearned), judge_flags(judge, baseline)
         else:
             decided_by = "classifier"
-            flags_u = (self.classifier.probabilities(unlearned) > 0.5).cpu().numpy()
-            flags_b = (self.classifier.probabilities(baseline) > 0.5).cpu().numpy()
+            flags_u = (self._prompt_scores(prompt_list, 0.0) > 0.5).numpy()
+            flags_b = (self._prompt_scores(prompt_list, baseline_psi, reference=on_reference) > 0.5).numpy()
         return leakage(flags_u, flags_b, prompt_list, baseline_name=baseline_name, decided_by=decided_by,
                        n_boot=self.settings.n_boot, seed=self.settings.seed)
 
-    def pinpoint(self, neighbors: Sequence[str] | dict[str, Any], *, judge: Any = None, distance: str = "auto") -> Any:
+    def pinpoint(self, neighbors: Sequence[str] | dict[str, Any], *, judge: Judge | None = None,
+                 distance: str = "auto") -> Pinpoint:
         """Neighbour concepts: retention distance (original vs unlearned) and, with ``judge``, accuracy.
 
         ``neighbors`` is a list of prompts or a dict prompt -> expected label. With a
@@ -563,7 +502,7 @@ class Probe:
             accuracy = self._judged(prompts, expected, judge)
         return Pinpoint(tuple(prompts), result, accuracy)
 
-    def alignment(self, prompts: Sequence[str], expected: Any, judge: Any) -> Any:
+    def alignment(self, prompts: Sequence[str], expected: Any, judge: Judge) -> JudgedAccuracy:
         """Fraction of the unlearned model's images of ``prompts`` whose judged label is the expected one.
 
         ``expected`` is one label per prompt, or one label for every prompt;
@@ -575,7 +514,7 @@ class Probe:
                                            what="prompts")
         return self._judged(prompt_list, _expected_per_prompt(prompt_list, expected), judge)
 
-    def _judged(self, prompts: list[str], expected: list[Any] | None, judge: Any) -> Any:
+    def _judged(self, prompts: list[str], expected: list[Any] | None, judge: Judge) -> JudgedAccuracy:
         from .judges import judge_labels
         from .scoring import judged_accuracy
 
@@ -600,28 +539,7 @@ class Probe:
         of the noise the reference was drawn from. Given images (a tensor N×3×H×W in
         [0, 1], or image files) are used in turn: item ``i`` gets image ``i % N``.
         """
-        import hashlib
-
-        n_seeds = len(self.eval_seeds)
-        n_items = len(self.concept.prompts) * n_seeds
-        if reference_images is None:
-            if "original" not in self._references:
-                order = [p * n_seeds + (j + 1) % n_seeds for p in range(len(self.concept.prompts))
-                         for j in range(n_seeds)]
-                self._references["original"] = self.original_images[order]
-            return "original", self._references["original"]
-        if isinstance(reference_images, torch.Tensor):
-            images = reference_images.detach().float().cpu()
-        else:
-            from .diffusion.restore import load_reference_images
-
-            images = load_reference_images(reference_images, self.engine.height, self.engine.width)
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"reference_images must be N×3×H×W with N ≥ 1, got shape {tuple(images.shape)}")
-        key = "user:" + hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest()
-        if key not in self._references:
-            self._references[key] = images[[i % images.shape[0] for i in range(n_items)]]
-        return key, self._references[key]
+        return self.bank.references(reference_images)
 
     def restore_images(self, strengths: Iterable[float], *, reference_images: Any = None,
                        source: str = "unlearned") -> dict[float, torch.Tensor]:
@@ -632,52 +550,26 @@ class Probe:
         ``NullFinish``). Strengths with the same start step share images; strength 1 is
         generation from noise (the ψ = 0 images, not recomputed).
         """
-        from .diffusion.restore import check_strength, restore, restore_start
+        return self.bank.restored(strengths, reference_images=reference_images, source=source)
 
-        if source != "unlearned" and source not in self._nulls:
-            raise ValueError(f"source must be 'unlearned', 'upper' or 'lower', got {source!r}")
-        wanted = {check_strength(s): restore_start(self.engine, s) for s in strengths}
-        if not wanted:
-            raise ValueError("strengths must not be empty: give at least one strength")
-        key, references = self.reference_images(reference_images)
-        slot = key if source == "unlearned" else f"{key}:{source}"
-        missing: dict[int, float] = {}
-        for strength, start in wanted.items():
-            if start > 0 and (slot, start) not in self._restored:
-                missing.setdefault(start, strength)
-        if missing:
-            begin = time.perf_counter()
-            null = None if source == "unlearned" else self._nulls[source].null
-            result = restore(self.engine, references, list(self.concept.prompts), list(missing.values()),
-                             self.eval_seeds, null=null)
-            for start, strength in missing.items():
-                self._restored[(slot, start)] = result[strength]
-            self.cost.sweeps += 1
-            self.cost.unet_evals += result.unet_evals
-            if null is None:
-                self.cost.unlearned_unet_evals += result.unet_evals
-            else:
-                self.cost.null_unet_evals += result.unet_evals
-            self.cost.add("restore" if null is None else "null finishes", time.perf_counter() - begin)
-        from_noise = self.unlearned_images if source == "unlearned" else self.null_images([0.0], source)[0.0]
-        return {s: from_noise if start == 0 else self._restored[(slot, start)] for s, start in wanted.items()}
+    def _restore_values(self, kind: str, strengths: list[float], reference_images: Any,
+                        source: str = "unlearned") -> dict[float, torch.Tensor]:
+        """Per-image values of ``kind`` ("domain" or "concept") of ``source``'s restorations, each computed once."""
+        images = self.restore_images(strengths, reference_images=reference_images, source=source)
+        score = self._domain_of("restored images at strength={}") if kind == "domain" else self._concept_of
+        return self.bank.values(kind, self.bank.restore_keys(strengths, reference_images=reference_images,
+                                                             source=source), lambda missing: images, score)
 
-    def restore_calibrated_curve(self, strengths: Iterable[float], *, reference_images: Any = None) -> Any:
+    def restore_calibrated_curve(self, strengths: Iterable[float], *,
+                                 reference_images: Any = None) -> CalibratedCurve:
         """The calibrated evidence of the restoration attack: unlearned restorations against the nulls' restorations."""
-        from .diffusion.restore import check_strength, restore_start
+        from .diffusion.restore import restore_start
         from .scoring import calibrated_curve
 
         grid = sorted({check_strength(s) for s in strengths})
-        key, _ = self.reference_images(reference_images)
-        values: dict[str, dict[float, Any]] = {}
-        for source in ("unlearned", "upper", "lower"):
-            images = self.restore_images(grid, reference_images=reference_images, source=source)
-            values[source] = {}
-            for s in grid:
-                slot = (key, source, restore_start(self.engine, s))
-                if slot not in self._restore_values:
-                    self._restore_values[slot] = self._concept_of(images[s])
-                values[source][s] = self._restore_values[slot].numpy()
+        values = {source: {s: v.numpy() for s, v in self._restore_values("concept", grid, reference_images,
+                                                                         source).items()}
+                  for source in ("unlearned", "upper", "lower")}
         steps = self.engine.num_inference_steps
         return calibrated_curve(
             values["unlearned"], values["upper"], values["lower"],
@@ -687,44 +579,27 @@ class Probe:
             axis="strength",
         )
 
-    def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: Any = None) -> Any:
+    def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: Any = None) -> CCSCurve:
         """CCS over restoration strengths (same classifier as CCS(ψ)), with bootstrap 95% intervals."""
-        from .diffusion.restore import check_strength, restore_start
-        from .scoring import bootstrap_mean
-        from .scoring.ccs import CCSCurve
+        from .scoring import ccs_curve_from_probabilities
 
         wanted = [check_strength(s) for s in (strengths if strengths is not None else self.settings.strengths)]
-        images = self.restore_images(wanted, reference_images=reference_images)
-        key, _ = self.reference_images(reference_images)
-        probabilities = {}
-        for s in wanted:
-            slot = (key, restore_start(self.engine, s))
-            if slot not in self._restore_probs:
-                from .scoring import check_images
-
-                check_images(images[s], name=f"restored images at strength={s}")
-                self._restore_probs[slot] = self.classifier.probabilities(images[s])
-            probabilities[s] = self._restore_probs[slot]
-        estimates = {s: bootstrap_mean(probabilities[s].detach().cpu().double().numpy(),
-                                       n_boot=self.settings.n_boot, seed=self.settings.seed) for s in wanted}
-        return CCSCurve.from_estimates(estimates, probabilities=probabilities)
+        return ccs_curve_from_probabilities(self._restore_values("domain", wanted, reference_images),
+                                            n_boot=self.settings.n_boot, seed=self.settings.seed)
 
     def restore_grid(self, strength: float) -> list[float]:
         """The strengths a restore verdict at ``strength`` looks at: the grid at or above it, the limit and 1."""
-        from .diffusion.restore import check_strength
-
         limit = check_strength(strength)
         return sorted({s for s in self.settings.strengths if s >= limit} | {1.0, limit})
 
     def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: Any = None,
-                        rule: str | None = None) -> Any:
-        """The verdict against the restoration attack at strengths ≥ ``strength``.
+                        rule: str | None = None) -> Verdict:
+        """The verdict against the restoration attack at strengths ≥ ``strength``; it carries the curves it read.
 
         Calibrated (default): the unlearned model's restorations against the original's
         restorations with the anchors (``decide_calibrated`` on the strength axis);
         absolute: CCS against ``ccs_max`` (``decide(axis="strength")``).
         """
-        from .diffusion.restore import check_strength
         from .scoring import decide, decide_calibrated
 
         limit = check_strength(strength)
@@ -763,10 +638,10 @@ class Probe:
             "seeds": {"train": self.train_seeds, "eval": self.eval_seeds},
             "cost": self.cost.to_dict(),
         }
-        if self._classifier is not None:
+        if self.bank.classifier is not None:
             out["classifier"] = {"backbone": self.settings.backbone, "heldout_accuracy": self.heldout_accuracy}
-        if self._curves:
-            out["ccs"] = {str(p): est.to_dict() for p, est in sorted(self._curves.items())}
+        if self.bank.ccs_estimates:
+            out["ccs"] = {str(p): est.to_dict() for p, est in sorted(self.bank.ccs_estimates.items())}
         return out
 
 
@@ -800,7 +675,7 @@ def _expected_per_prompt(prompts: list[str], expected: Any) -> list[Any]:
 
 @dataclass(frozen=True)
 class Threshold:
-    """The smallest ψ found to retrieve the concept, and what the search cost."""
+    """The smallest ψ found to retrieve the concept (``scoring.retrieved``), and what the search cost."""
 
     psi: float | None
     ccs_max: float
@@ -810,16 +685,21 @@ class Threshold:
 
     def __str__(self) -> str:
         found = "never retrieved up to psi=1" if self.psi is None else f"psi={self.psi:.3f}"
-        return f"retrieval threshold {found} (CCS > {self.ccs_max}; {len(self.evaluated)} psi values, {self.sweeps} sweeps)"
+        return (f"retrieval threshold {found} (CCS interval above {self.ccs_max}; {len(self.evaluated)} psi values, "
+                f"{self.sweeps} sweeps)")
 
 
 def find_retrieval_threshold(probe: Probe, ccs_max: float, tolerance: float = 0.02) -> Threshold:
-    """Bisect for the smallest ψ whose mean CCS exceeds ``ccs_max``.
+    """Bisect for the smallest ψ at which the concept is retrieved: CCS's 95% interval lies above ``ccs_max``.
 
-    Assumes CCS grows with ψ (more of the drawing comes from the original).
-    ψ values handing over at the same step share images, so the search costs
-    at most one sweep per distinct hand-off step it visits.
+    "Retrieved" is the verdict's definition (``scoring.retrieved``), so the threshold
+    agrees with ``Verdict.first_retrieving_psi``. Assumes CCS grows with ψ (more of
+    the drawing comes from the original). ψ values handing over at the same step
+    share images, so the search costs at most one sweep per distinct hand-off step
+    it visits. ``Threshold.evaluated`` keeps the mean CCS of every ψ visited.
     """
+    from .scoring import retrieved
+
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
     if not 0 <= ccs_max <= 1:
@@ -827,18 +707,19 @@ def find_retrieval_threshold(probe: Probe, ccs_max: float, tolerance: float = 0.
     sweeps_before = probe.cost.sweeps
     evaluated: dict[float, float] = {}
 
-    def retrieved(psi: float) -> bool:
-        evaluated[psi] = float(probe.ccs(psi).mean)
-        return evaluated[psi] > ccs_max
+    def retrieved_at(psi: float) -> bool:
+        estimate = probe.ccs(psi)
+        evaluated[psi] = float(estimate.mean)
+        return retrieved(estimate, ccs_max)
 
-    if retrieved(0.0):
+    if retrieved_at(0.0):
         return Threshold(0.0, ccs_max, tolerance, evaluated, probe.cost.sweeps - sweeps_before)
-    if not retrieved(1.0):
+    if not retrieved_at(1.0):
         return Threshold(None, ccs_max, tolerance, evaluated, probe.cost.sweeps - sweeps_before)
     low, high = 0.0, 1.0
     while high - low > tolerance:
         middle = round((low + high) / 2, 6)
-        if retrieved(middle):
+        if retrieved_at(middle):
             high = middle
         else:
             low = middle

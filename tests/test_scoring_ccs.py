@@ -86,7 +86,8 @@ def test_full_paper_grid() -> None:
 
 
 def test_curve_rejects_bad_psi_and_empty_input() -> None:
-    with pytest.raises(ValueError, match=r"ψ must lie in \[0, 1\], got 1.5"):
+    # The one ψ validator (pytest_uoc.units.check_psi) names the key.
+    with pytest.raises(ValueError, match=r"ψ key must be a finite number in \[0, 1\], got 1.5"):
         ccs_curve(MeanPixelClassifier(), {1.5: constant_images([0.1])})
     with pytest.raises(ValueError, match="images_by_psi is empty"):
         ccs_curve(MeanPixelClassifier(), {})

@@ -95,3 +95,20 @@ def test_check_paired_equal_counts_pass() -> None:
 def test_check_paired_mismatch() -> None:
     with pytest.raises(ValueError, match=r"original has 3 items and unlearned has 2"):
         check_paired(torch.rand(3, 3, 4, 4), torch.rand(2, 3, 4, 4), ("original", "unlearned"))
+
+
+def test_a_checked_tensor_is_not_checked_again_until_modified(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe, the classifier and the scores all check what they get: each tensor is validated once."""
+    valid = torch.rand(3, 3, 4, 4)
+    assert check_images(valid) is valid  # float32, 3 channels, in [0, 1]: nothing to convert
+    scans = []
+    isfinite = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: scans.append(1) or isfinite(t))
+    assert check_images(valid, name="again") is valid
+    assert scans == []  # not scanned again
+    valid[0, 0, 0, 0] = float("nan")  # modified in place: checked again, and refused
+    with pytest.raises(ValueError, match="again contain NaN"):
+        check_images(valid, name="again")
+    assert scans == [1]
+    with pytest.raises(ValueError, match=r"at least 5 image\(s\), got 3"):  # a checked tensor, too few for this use
+        check_images(check_images(torch.rand(3, 3, 4, 4)), min_count=5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_uoc.scoring import CCSCurve, Estimate, decide
+from pytest_uoc.scoring import CCSCurve, Estimate, decide, retrieved
 
 
 def curve(points: dict[float, tuple[float, float, float]], n: int = 64) -> CCSCurve:
@@ -97,3 +97,59 @@ def test_verdict_carries_its_numbers() -> None:
         0.35, 0.5, 0.95, 0.75,
     )
     assert [p["psi"] for p in data["curve"]["curve"]] == [0.0, 0.15, 0.35, 0.75]
+
+
+def test_verdict_carries_its_curve_object() -> None:
+    points = curve(GOOD)
+    verdict = decide(points, psi_limit=0.35, ccs_max=0.5, heldout_accuracy=0.95)
+    assert verdict.ccs_curve is points
+    assert verdict.curve == points.to_dict()
+    assert "ccs_curve" not in verdict.to_dict()
+    assert verdict.calibrated_curve is None
+
+
+def test_retrieved_is_the_whole_interval_above_ccs_max() -> None:
+    assert retrieved(Estimate(0.7, 0.51, 0.9, 64), 0.5)
+    assert not retrieved(Estimate(0.7, 0.5, 0.9, 64), 0.5)  # touching the limit is not above it
+    assert not retrieved(Estimate(0.6, 0.4, 0.8, 64), 0.5)  # the mean above, the interval straddling
+
+
+class _CurveProbe:
+    """What find_retrieval_threshold reads of a probe: ccs(ψ) and the sweeps spent."""
+
+    def __init__(self, estimate_at) -> None:
+        self.estimate_at = estimate_at
+        self.cost = type("Cost", (), {"sweeps": 0})()
+
+    def ccs(self, psi: float) -> Estimate:
+        return self.estimate_at(psi)
+
+
+def test_threshold_search_uses_the_verdicts_definition_of_retrieved() -> None:
+    """A mean above ccs_max whose interval straddles it is not retrieved, as in the verdict."""
+    from pytest_uoc.probe import find_retrieval_threshold
+
+    def estimate_at(psi: float) -> Estimate:
+        # mean = psi, interval ±0.2: the mean passes 0.5 at ψ 0.5, the interval's low bound at ψ 0.7.
+        return Estimate(psi, psi - 0.2, psi + 0.2, 64)
+
+    threshold = find_retrieval_threshold(_CurveProbe(estimate_at), 0.5, tolerance=0.01)
+    assert threshold.psi is not None
+    assert 0.7 <= threshold.psi <= 0.71
+    assert all(retrieved(estimate_at(p), 0.5) == (p > 0.7) for p in threshold.evaluated)
+    assert threshold.evaluated[1.0] == 1.0  # the mean CCS of each ψ visited
+    first = decide(curve({p: (p, p - 0.2, p + 0.2) for p in (0.0, 0.5, 0.6, 0.75)}), psi_limit=1.0, ccs_max=0.5,
+                   heldout_accuracy=0.95).first_retrieving_psi
+    assert first == 0.75  # the verdict agrees: 0.5 and 0.6 have a mean above 0.5 but are not retrieved
+
+
+def test_threshold_search_bounds() -> None:
+    from pytest_uoc.probe import find_retrieval_threshold
+
+    always = find_retrieval_threshold(_CurveProbe(lambda psi: Estimate(0.9, 0.8, 1.0, 64)), 0.5)
+    assert always.psi == 0.0 and list(always.evaluated) == [0.0]
+    never = find_retrieval_threshold(_CurveProbe(lambda psi: Estimate(0.6, 0.4, 0.8, 64)), 0.5)
+    assert never.psi is None  # the mean is above 0.5 everywhere, the interval never
+    assert "never retrieved" in str(never)
+    with pytest.raises(ValueError, match="tolerance must be in"):
+        find_retrieval_threshold(_CurveProbe(lambda psi: Estimate(0.9, 0.8, 1.0, 64)), 0.5, tolerance=0)

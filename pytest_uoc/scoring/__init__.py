@@ -8,7 +8,14 @@ pipelines or pytest.
 from __future__ import annotations
 
 from .calibration import CalibratedCurve, NullPoint, calibrated_curve, decide_calibrated
-from .ccs import PAPER_PSI_GRID, CCSCurve, ccs, ccs_curve
+from .ccs import (
+    PAPER_PSI_GRID,
+    CCSCurve,
+    ccs,
+    ccs_curve,
+    ccs_curve_from_probabilities,
+    domain_probabilities,
+)
 from .classifier import (
     BACKBONES,
     MIN_HELDOUT_GROUPS,
@@ -18,14 +25,14 @@ from .classifier import (
     train_domain_classifier,
 )
 from .crs import CRSResult, crs_paper, crs_similarity
-from .gap import GapCurve, GapPoint, concealment_gap
+from .gap import GapCurve, GapPoint, concealment_gap, concealment_gap_from_probabilities
 from .images import check_images, check_paired
 from .judged import JudgedAccuracy, Pinpoint, judged_accuracy
 from .leakage import Leakage, leakage
-from .prompts import PromptCCS, prompt_ccs
+from .prompts import PromptCCS, prompt_ccs, prompt_ccs_from_probabilities
 from .retention import DISTANCES, RetentionResult, retention, ssim
 from .stats import Estimate, bootstrap_mean, mcnemar, paired_bootstrap_diff
-from .verdict import VERDICT_KINDS, Verdict, decide
+from .verdict import VERDICT_KINDS, Verdict, decide, retrieved
 
 __all__ = [
     "BACKBONES",
@@ -53,19 +60,24 @@ __all__ = [
     "ccs",
     "calibrated_curve",
     "ccs_curve",
+    "ccs_curve_from_probabilities",
     "check_images",
     "check_paired",
     "concealment_gap",
+    "concealment_gap_from_probabilities",
     "crs_paper",
     "crs_similarity",
     "decide",
     "decide_calibrated",
+    "domain_probabilities",
     "judged_accuracy",
     "leakage",
     "mcnemar",
     "paired_bootstrap_diff",
     "prompt_ccs",
+    "prompt_ccs_from_probabilities",
     "retention",
+    "retrieved",
     "ssim",
     "train_domain_classifier",
 ]

@@ -48,14 +48,17 @@ steps that would give it one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..units import PSI_TOLERANCE as _EPS
 from .ccs import CCSCurve, PsiKeyed
 from .stats import Estimate, bootstrap_mean, paired_bootstrap_diff
+from .verdict import Verdict, decide, retrieved
 
 __all__ = ["ALPHA", "CalibratedCurve", "NullPoint", "calibrated_curve", "decide_calibrated"]
 
@@ -63,8 +66,6 @@ __all__ = ["ALPHA", "CalibratedCurve", "NullPoint", "calibrated_curve", "decide_
 ALPHA = 0.05
 #: ``CalibratedCurve.scorer`` when no judge was given (the probe's concept classifier).
 CONCEPT_CLASSIFIER = "concept classifier"
-
-_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -207,26 +208,20 @@ def calibrated_curve(
 def decide_calibrated(
     curve: CalibratedCurve,
     *,
-    psi_limit: float,
-    ccs_max: float,
-    heldout_accuracy: float,
-    accuracy_floor: float = 0.75,
-    min_images: int = 16,
-    images_differ: bool | None = None,
+    psi_limit: float, ccs_max: float, heldout_accuracy: float,
+    accuracy_floor: float = 0.75, min_images: int = 16, images_differ: bool | None = None,
     steps_needed: int | None = None,
-) -> Any:
+) -> Verdict:
     """The calibrated verdict (rule in the module docstring); a ``verdict.Verdict`` with ``calibration`` set.
 
-    ``steps_needed``: the fewest inference steps that give every ψ > 0 here at least
-    one original step (named in the message when some ψ gets none). On the strength
-    axis (``curve.axis == "strength"``, the restoration attack) "ψ ≤ the limit" reads
-    "strength ≥ the limit", the no-help point is strength 1, and ``original_steps``
-    counts the steps the finishing model runs from the noised reference.
+    The limits are ``verdict.decide``'s. ``steps_needed``: the fewest inference steps
+    that give every ψ > 0 here at least one original step (named in the message when
+    some ψ gets none). On the strength axis (``curve.axis == "strength"``, the
+    restoration attack) "ψ ≤ the limit" reads "strength ≥ the limit", the no-help point
+    is strength 1, and ``original_steps`` counts the steps the finishing model runs from
+    the noised reference. The verdict carries ``curve`` (``calibrated_curve``) and its
+    CCS curve (``ccs_curve``).
     """
-    import dataclasses
-
-    from .verdict import Verdict, decide
-
     axis = curve.axis
     sym = "ψ" if axis == "psi" else "strength"
     if axis == "psi":
@@ -240,14 +235,14 @@ def decide_calibrated(
     calibration = curve.to_dict()
     calibration["mode"] = "reference" if curve.has_reference else "nulls"
 
-    def verdict(kind: str, reason: str, retrieved: float | None = None) -> Verdict:
+    def verdict(kind: str, reason: str, first_retrieving: float | None = None) -> Verdict:
         # The absolute verdict already holds the limits, the accuracy and the CCS curve.
-        return dataclasses.replace(base, kind=kind, reason=reason, first_retrieving_psi=retrieved,
-                                   calibration=calibration)
+        return dataclasses.replace(base, kind=kind, reason=reason, first_retrieving_psi=first_retrieving,
+                                   calibration=calibration, calibrated_curve=curve)
 
     # Too few images, an untrustworthy classifier, or the concept drawn without help: as the absolute rule.
     first = considered[0]
-    shown_alone = curve.at(first).unlearned.low > ccs_max
+    shown_alone = retrieved(curve.at(first).unlearned, ccs_max)
     judged = curve.scorer != CONCEPT_CLASSIFIER
     if base.kind == "inconclusive" and base.reason.startswith("only "):
         return verdict(base.kind, base.reason)

@@ -7,36 +7,34 @@ paper's single number is the mean of CCS(ψ) over ``PAPER_PSI_GRID``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 
+from ..units import PAPER_PSI_GRID, check_psi, find_psi
+from ..units import PSI_TOLERANCE as _PSI_TOLERANCE  # noqa: F401 - the old private name, kept importable
 from .images import check_images
 from .stats import Estimate, bootstrap_mean
 
-__all__ = ["PAPER_PSI_GRID", "CCSCurve", "ProbabilityModel", "PsiKeyed", "ccs", "ccs_curve", "find_psi"]
-
-#: The ψ values over which the paper averages CCS(ψ) and CRS.
-PAPER_PSI_GRID: tuple[float, ...] = (0.001, 0.01, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
-
-_PSI_TOLERANCE = 1e-9
+__all__ = [
+    "PAPER_PSI_GRID",
+    "CCSCurve",
+    "ProbabilityModel",
+    "PsiKeyed",
+    "ccs",
+    "ccs_curve",
+    "ccs_curve_from_probabilities",
+    "domain_probabilities",
+    "find_psi",
+]
 
 
 class ProbabilityModel(Protocol):
     """Anything with ``probabilities(images) -> Tensor[N]`` (a DomainClassifier, or a fake in tests)."""
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor: ...
-
-
-def find_psi(psis: Iterator[float] | tuple[float, ...] | list[float], psi: float) -> float | None:
-    """The key among ``psis`` equal to ``psi`` up to 1e-9, or None."""
-    for key in psis:
-        if math.isclose(key, psi, rel_tol=0.0, abs_tol=_PSI_TOLERANCE):
-            return key
-    return None
 
 
 PointT = TypeVar("PointT")
@@ -77,26 +75,37 @@ class PsiKeyed(Mapping[float, PointT], Generic[PointT]):
 
 
 def _check_psi(psi: Any) -> float:
-    try:
-        value = float(psi)
-    except (TypeError, ValueError):
-        raise TypeError(f"ψ keys must be numbers in [0, 1], got {psi!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"ψ must lie in [0, 1], got {value}")
-    return value
+    """A ψ key of a mapping given to a scoring function, checked like every ψ (``units.check_psi``)."""
+    return check_psi(psi, name="ψ key")
 
 
-def _probabilities(classifier: ProbabilityModel, images: torch.Tensor, name: str) -> np.ndarray:
+def domain_probabilities(classifier: ProbabilityModel, images: torch.Tensor, *, name: str = "images") -> torch.Tensor:
+    """The classifier's P(original domain) per image, on CPU, after checking the images and the answer.
+
+    ``name`` names the images in the error when they are not valid images (``check_images``).
+    One place that validates what a classifier returns: one value per image, finite, in [0, 1].
+    """
     checked = check_images(images, name=name)
-    probs = classifier.probabilities(checked)
-    array = np.asarray(torch.as_tensor(probs).detach().cpu().double().numpy()).reshape(-1)
+    probs = torch.as_tensor(classifier.probabilities(checked)).detach().cpu()
+    array = _as_array(probs)
     if array.shape[0] != checked.shape[0]:
         raise ValueError(
             f"the classifier returned {array.shape[0]} probabilities for {checked.shape[0]} images"
         )
     if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
         raise ValueError("the classifier returned probabilities outside [0, 1] or non-finite")
-    return array
+    return probs
+
+
+def _as_array(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per-image values as a flat float64 array."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def _probabilities(classifier: ProbabilityModel, images: torch.Tensor, name: str) -> np.ndarray:
+    return _as_array(domain_probabilities(classifier, images, name=name))
 
 
 def ccs(classifier: ProbabilityModel, images: torch.Tensor, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
@@ -125,10 +134,7 @@ class CCSCurve(PsiKeyed[Estimate]):
         for psi in order:
             key = find_psi(list(given), psi)
             if key is not None:
-                values = given[key]
-                if isinstance(values, torch.Tensor):
-                    values = values.detach().cpu().double().numpy()
-                self.probabilities[psi] = np.asarray(values, dtype=np.float64).reshape(-1)
+                self.probabilities[psi] = _as_array(given[key])
 
     @classmethod
     def from_estimates(
@@ -174,13 +180,29 @@ def ccs_curve(
     """CCS(ψ) with intervals for every ψ of a sweep (images λP(ψ) per ψ)."""
     if not images_by_psi:
         raise ValueError("images_by_psi is empty: a CCS curve needs images for at least one ψ")
-    estimates: dict[float, Estimate] = {}
     probabilities: dict[float, np.ndarray] = {}
     for key, images in images_by_psi.items():
         psi = _check_psi(key)
-        if find_psi(estimates, psi) is not None:
+        if find_psi(probabilities, psi) is not None:
             raise ValueError(f"ψ={psi} appears twice in images_by_psi")
-        probs = _probabilities(classifier, images, f"images at ψ={psi}")
-        probabilities[psi] = probs
-        estimates[psi] = bootstrap_mean(probs, n_boot=n_boot, seed=seed)
-    return CCSCurve(estimates, probabilities)
+        probabilities[psi] = _probabilities(classifier, images, f"images at ψ={psi}")
+    return ccs_curve_from_probabilities(probabilities, n_boot=n_boot, seed=seed)
+
+
+def ccs_curve_from_probabilities(
+    probabilities_by_point: Mapping[float, np.ndarray | torch.Tensor],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    estimates: Mapping[float, Estimate] | None = None,
+) -> CCSCurve:
+    """CCS per point (ψ or strength) from per-image probabilities the classifier already gave.
+
+    So that a caller who keeps the probabilities (the probe) scores every image once.
+    ``estimates`` holds intervals already computed for some points (reused as they are);
+    the others are bootstrapped here, each with the same ``seed``.
+    """
+    known = estimates or {}
+    computed = {point: known[point] if point in known else bootstrap_mean(_as_array(values), n_boot=n_boot, seed=seed)
+                for point, values in probabilities_by_point.items()}
+    return CCSCurve(computed, probabilities_by_point)

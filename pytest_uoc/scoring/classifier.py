@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..units import BACKBONES
 from .images import check_images, check_paired
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
     "train_domain_classifier",
 ]
 
-#: timm backbones the paper fine-tunes.
-BACKBONES = ("resnet18", "densenet121", "efficientnet_b0")
 #: Training recipes: "small" (default, fast on CPU) and "paper" (the paper's settings).
 RECIPES = ("small", "paper")
 #: Minimum images per class (λO and λU each).

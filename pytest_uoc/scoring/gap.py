@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ccs import ProbabilityModel, PsiKeyed, _check_psi, _probabilities, find_psi
+from .ccs import ProbabilityModel, PsiKeyed, _as_array, _check_psi, _probabilities, find_psi
 from .images import check_paired
 from .stats import Estimate, mcnemar, paired_bootstrap_diff
 
-__all__ = ["GapCurve", "GapPoint", "concealment_gap"]
+__all__ = ["GapCurve", "GapPoint", "concealment_gap", "concealment_gap_from_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -43,22 +43,11 @@ class GapPoint:
     p_value: float
     threshold: float
 
-    @property
-    def mean(self) -> float:
-        """The mean paired gap (``diff.mean``)."""
-        return self.diff.mean
-
-    @property
-    def low(self) -> float:
-        return self.diff.low
-
-    @property
-    def high(self) -> float:
-        return self.diff.high
-
-    @property
-    def n(self) -> int:
-        return self.diff.n
+    #: The paired gap's mean, interval bounds and number of pairs (those of ``diff``).
+    mean = property(lambda self: self.diff.mean, doc="The mean paired gap (``diff.mean``).")
+    low = property(lambda self: self.diff.low, doc="The low bound of the gap's 95% interval.")
+    high = property(lambda self: self.diff.high, doc="The high bound of the gap's 95% interval.")
+    n = property(lambda self: self.diff.n, doc="The number of pairs.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +101,53 @@ def concealment_gap(
     Image ``i`` at each ψ must come from the same prompt and seed in both
     sweeps. Raises ValueError when the ψ sets or the per-ψ counts differ.
     """
+    _check_sweeps(unlearned_by_psi, reference_by_psi, threshold)
+    p_unlearned: dict[float, np.ndarray] = {}
+    p_reference: dict[float, np.ndarray] = {}
+    for key in unlearned_by_psi:
+        psi = float(key)
+        u_images, r_images = unlearned_by_psi[key], reference_by_psi[_matching(reference_by_psi, psi)]
+        check_paired(u_images, r_images, (f"unlearned images at ψ={psi}", f"reference images at ψ={psi}"))
+        p_unlearned[psi] = _probabilities(classifier, u_images, f"unlearned images at ψ={psi}")
+        p_reference[psi] = _probabilities(classifier, r_images, f"reference images at ψ={psi}")
+    return concealment_gap_from_probabilities(p_unlearned, p_reference, n_boot=n_boot, seed=seed, threshold=threshold)
+
+
+def concealment_gap_from_probabilities(
+    unlearned_by_psi: Mapping[float, np.ndarray | torch.Tensor],
+    reference_by_psi: Mapping[float, np.ndarray | torch.Tensor],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    threshold: float = 0.5,
+) -> GapCurve:
+    """The gap from per-image probabilities the classifier already gave (paired by position, per ψ).
+
+    So that a caller who keeps the probabilities (the probe) scores every image once.
+    """
+    _check_sweeps(unlearned_by_psi, reference_by_psi, threshold)
+    points: dict[float, GapPoint] = {}
+    for key in unlearned_by_psi:
+        psi = float(key)
+        p_u, p_r = _as_array(unlearned_by_psi[key]), _as_array(reference_by_psi[_matching(reference_by_psi, psi)])
+        check_paired(p_u, p_r, (f"unlearned images at ψ={psi}", f"reference images at ψ={psi}"))
+        d_u, d_r = p_u > threshold, p_r > threshold
+        points[psi] = GapPoint(
+            psi=psi,
+            diff=paired_bootstrap_diff(p_u, p_r, n_boot=n_boot, seed=seed),
+            unlearned_ccs=float(np.mean(p_u)),
+            reference_ccs=float(np.mean(p_r)),
+            unlearned_rate=float(np.mean(d_u)),
+            reference_rate=float(np.mean(d_r)),
+            p_value=mcnemar(d_u, d_r),
+            threshold=threshold,
+        )
+    return GapCurve(points)
+
+
+def _check_sweeps(unlearned_by_psi: Mapping[float, Any], reference_by_psi: Mapping[float, Any],
+                  threshold: float) -> None:
+    """Raise ValueError unless the threshold is in (0, 1) and both sweeps cover the same ψ values."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     if not unlearned_by_psi:
@@ -125,23 +161,8 @@ def concealment_gap(
             "unlearned and reference sweeps must cover the same ψ values; "
             f"only in unlearned: {missing}, only in reference: {extra}"
         )
-    points: dict[float, GapPoint] = {}
-    for key in unlearned_by_psi:
-        psi = float(key)
-        ref_key = next(k for k in reference_by_psi if find_psi([float(k)], psi) is not None)
-        u_images, r_images = unlearned_by_psi[key], reference_by_psi[ref_key]
-        check_paired(u_images, r_images, (f"unlearned images at ψ={psi}", f"reference images at ψ={psi}"))
-        p_u = _probabilities(classifier, u_images, f"unlearned images at ψ={psi}")
-        p_r = _probabilities(classifier, r_images, f"reference images at ψ={psi}")
-        d_u, d_r = p_u > threshold, p_r > threshold
-        points[psi] = GapPoint(
-            psi=psi,
-            diff=paired_bootstrap_diff(p_u, p_r, n_boot=n_boot, seed=seed),
-            unlearned_ccs=float(np.mean(p_u)),
-            reference_ccs=float(np.mean(p_r)),
-            unlearned_rate=float(np.mean(d_u)),
-            reference_rate=float(np.mean(d_r)),
-            p_value=mcnemar(d_u, d_r),
-            threshold=threshold,
-        )
-    return GapCurve(points)
+
+
+def _matching(by_psi: Mapping[float, Any], psi: float) -> float:
+    """The key of ``by_psi`` equal to ``psi`` up to the ψ tolerance (``_check_sweeps`` made sure there is one)."""
+    return next(k for k in by_psi if find_psi([float(k)], psi) is not None)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ccs import ProbabilityModel, _probabilities
+from .ccs import ProbabilityModel, _as_array, _probabilities
 from .stats import Estimate, bootstrap_mean
 
-__all__ = ["PromptCCS", "prompt_ccs"]
+__all__ = ["PromptCCS", "prompt_ccs", "prompt_ccs_from_probabilities"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,30 @@ def prompt_ccs(
     seed: int = 0,
 ) -> PromptCCS:
     """CCS of images of ``prompts`` (prompt-major: ``len(images) / len(prompts)`` seeds each)."""
+    _check_prompts(prompts)
+    return prompt_ccs_from_probabilities(_probabilities(classifier, images, "images"), prompts, n_boot=n_boot,
+                                         seed=seed)
+
+
+def _check_prompts(prompts: Sequence[str]) -> list[str]:
     prompt_list = list(prompts)
     if not prompt_list:
         raise ValueError("prompts is empty: give at least one prompt")
     if len(set(prompt_list)) != len(prompt_list):
         raise ValueError(f"prompts must be distinct, got {prompt_list}")
-    probs = _probabilities(classifier, images, "images")
+    return prompt_list
+
+
+def prompt_ccs_from_probabilities(
+    probabilities: np.ndarray | torch.Tensor,
+    prompts: Sequence[str],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> PromptCCS:
+    """CCS per prompt from per-image probabilities the classifier already gave (prompt-major, seed-minor)."""
+    prompt_list = _check_prompts(prompts)
+    probs = _as_array(probabilities)
     if probs.shape[0] % len(prompt_list):
         raise ValueError(
             f"{probs.shape[0]} images cannot be split evenly over {len(prompt_list)} prompts "

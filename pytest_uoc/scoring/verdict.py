@@ -29,17 +29,31 @@ above* the limit, the "no help" point is the largest strength, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..units import PSI_TOLERANCE as _PSI_EPS
 from .ccs import CCSCurve
+from .stats import Estimate
 
-__all__ = ["AXES", "VERDICT_KINDS", "Verdict", "decide"]
+if TYPE_CHECKING:
+    from .calibration import CalibratedCurve
+
+__all__ = ["AXES", "VERDICT_KINDS", "Verdict", "decide", "retrieved"]
 
 VERDICT_KINDS = ("forgotten", "concealed", "not_erased", "inconclusive")
 #: Accepted values of ``decide(axis=...)``.
 AXES = ("psi", "strength")
+#: ``Verdict.to_dict``'s keys before ``rule`` and ``calibration``, in the report's order.
+_DICT_KEYS = ("kind", "passed", "reason", "psi_limit", "ccs_max", "heldout_accuracy", "accuracy_floor",
+              "first_retrieving_psi", "min_images", "images_differ", "curve")
 
-_PSI_EPS = 1e-9
+
+def retrieved(estimate: Estimate, ccs_max: float) -> bool:
+    """Whether a CCS estimate shows the concept retrieved: its whole 95% interval lies above ``ccs_max``.
+
+    The one definition the verdict, the threshold search and the assertions' tables share.
+    """
+    return estimate.low > ccs_max
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,10 @@ class Verdict:
     #: The calibrated rule's evidence (``scoring.calibration``): nulls, anchors, per-ψ excesses; None
     #: for the absolute rule.
     calibration: dict[str, Any] | None = field(default=None, compare=False)
+    #: The CCS curve the verdict read (``curve`` is its ``to_dict()``), so no caller recomputes it.
+    ccs_curve: CCSCurve | None = field(default=None, compare=False, repr=False)
+    #: The calibrated rule's curve (``calibration`` is its ``to_dict()``); None for the absolute rule.
+    calibrated_curve: CalibratedCurve | None = field(default=None, compare=False, repr=False)
 
     @property
     def calibrated(self) -> bool:
@@ -86,21 +104,10 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, ``passed`` included."""
-        return {
-            "kind": self.kind,
-            "passed": self.passed,
-            "reason": self.reason,
-            "psi_limit": self.psi_limit,
-            "ccs_max": self.ccs_max,
-            "heldout_accuracy": self.heldout_accuracy,
-            "accuracy_floor": self.accuracy_floor,
-            "first_retrieving_psi": self.first_retrieving_psi,
-            "min_images": self.min_images,
-            "images_differ": self.images_differ,
-            "curve": self.curve,
-            "rule": "absolute" if self.calibration is None else f"calibrated:{self.calibration.get('mode', 'nulls')}",
-            "calibration": self.calibration,
-        }
+        out = {key: getattr(self, key) for key in _DICT_KEYS}
+        out["rule"] = "absolute" if self.calibration is None else f"calibrated:{self.calibration.get('mode', 'nulls')}"
+        out["calibration"] = self.calibration
+        return out
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.reason}"
@@ -161,12 +168,12 @@ def decide(
             )
     sym = "ψ" if axis == "psi" else "strength"
 
-    def verdict(kind: str, reason: str, retrieved: float | None = None) -> Verdict:
+    def verdict(kind: str, reason: str, first: float | None = None) -> Verdict:
         return Verdict(
             kind=kind, reason=reason, psi_limit=float(psi_limit), ccs_max=float(ccs_max),
             heldout_accuracy=float(heldout_accuracy), accuracy_floor=float(accuracy_floor),
-            first_retrieving_psi=retrieved, curve=curve.to_dict(), min_images=int(min_images),
-            images_differ=images_differ,
+            first_retrieving_psi=first, curve=curve.to_dict(), min_images=int(min_images),
+            images_differ=images_differ, ccs_curve=curve,
         )
 
     def show(psi: float) -> str:
@@ -193,16 +200,16 @@ def decide(
             f"{accuracy_floor:.3f}), so its scores mean nothing",
         )
     first = considered[0]
-    if curve.at(first).low > ccs_max:
+    if retrieved(curve.at(first), ccs_max):
         return verdict(
             "not_erased",
             f"{show(first)} is above ccs_max={ccs_max:g} without any help from the "
             + ("original model" if axis == "psi" else "reference image"),
             first,
         )
-    retrieved = [psi for psi in considered if curve.at(psi).low > ccs_max]
-    if retrieved:
-        psi = retrieved[0]
+    retrieving = [psi for psi in considered if retrieved(curve.at(psi), ccs_max)]
+    if retrieving:
+        psi = retrieving[0]
         if axis == "strength":
             return verdict(
                 "concealed",
