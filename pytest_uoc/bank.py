@@ -23,6 +23,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .scoring import Estimate
     from .scoring.ccs import ProbabilityModel
 
-__all__ = ["KINDS", "SOURCES", "Cost", "ImageBank", "ImageKey", "ImageSet"]
+__all__ = ["KINDS", "SOURCES", "Cost", "ImageBank", "ImageKey", "ImageSet", "ReferenceImages"]
 
 #: The sweeps on the scoring seeds: the model under test, the two calibration nulls, the gold standard.
 SOURCES = ("unlearned", "upper", "lower", "reference")
@@ -43,6 +44,8 @@ SOURCES = ("unlearned", "upper", "lower", "reference")
 KINDS = ("domain", "concept")
 #: The images a per-image value scores: (image set, hand-off or start step).
 ImageKey = tuple[str, int]
+#: What a restoration starts from: None (the original's images), a tensor N×3×H×W in [0, 1], or image files.
+ReferenceImages = torch.Tensor | Sequence[str | Path] | None
 
 
 @dataclass
@@ -179,7 +182,7 @@ class ImageBank:
                 self._prompt_sets[key] = ImageSet(self.engine, prompts, self.eval_seeds, self.cost, phase)
         return self._prompt_sets[key]
 
-    def references(self, reference_images: Any = None) -> tuple[str, torch.Tensor]:
+    def references(self, reference_images: ReferenceImages = None) -> tuple[str, torch.Tensor]:
         """The images a restoration starts from, one per (prompt, scoring seed), and their key.
 
         None: λO of the scoring seeds, each item given the image of the *next* seed of its
@@ -212,7 +215,7 @@ class ImageBank:
 
         return {check_strength(s): restore_start(self.engine, s) for s in strengths}
 
-    def restored(self, strengths: Iterable[float], *, reference_images: Any = None,
+    def restored(self, strengths: Iterable[float], *, reference_images: ReferenceImages = None,
                  source: str = "unlearned") -> dict[float, torch.Tensor]:
         """Restorations of the reference images at each strength by ``source`` (see ``Probe.restore_images``)."""
         if source != "unlearned" and source not in self.nulls:
@@ -248,7 +251,7 @@ class ImageBank:
         images = self.sweep_set(source)
         return {p: (source, images.step(p)) for p in points}
 
-    def restore_keys(self, strengths: Iterable[float], *, reference_images: Any = None,
+    def restore_keys(self, strengths: Iterable[float], *, reference_images: ReferenceImages = None,
                      source: str = "unlearned") -> dict[float, ImageKey]:
         """The restorations at each strength, as value keys; strength 1 (start 0) is the ψ = 0 sweep's images."""
         key, _ = self.references(reference_images)

@@ -16,9 +16,21 @@ No torch at import.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["Judge", "ZooDigitJudge", "judge_flags", "judge_labels", "zoo_digit_judge", "zoo_label_judge"]
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+__all__ = [
+    "Judge",
+    "ZooDigitJudge",
+    "judge_flags",
+    "judge_labels",
+    "judge_name",
+    "zoo_digit_judge",
+    "zoo_label_judge",
+]
 
 
 @runtime_checkable
@@ -28,11 +40,12 @@ class Judge(Protocol):
     def __call__(self, images: Any) -> Sequence[Any] | Any: ...
 
 
-def _name(judge: Any) -> str:
+def judge_name(judge: Any) -> str:
+    """What a judge is called in messages and reports: its ``__name__``, else its type's name."""
     return getattr(judge, "__name__", None) or type(judge).__name__
 
 
-def judge_labels(judge: Any, images: Any) -> Any:
+def judge_labels(judge: Judge, images: torch.Tensor) -> np.ndarray:
     """Run ``judge`` on ``images`` and return its labels as a 1-D numpy array of length N.
 
     TypeError when ``judge`` is not callable; ValueError when it returns
@@ -49,7 +62,7 @@ def judge_labels(judge: Any, images: Any) -> Any:
         raw = raw.detach().cpu().numpy()
     if isinstance(raw, str | bytes) or not hasattr(raw, "__len__"):
         raise TypeError(
-            f"judge {_name(judge)} must return one label per image (a sequence or 1-D tensor of {n}), "
+            f"judge {judge_name(judge)} must return one label per image (a sequence or 1-D tensor of {n}), "
             f"got {type(raw).__name__}"
         )
     labels = np.asarray(raw) if not isinstance(raw, np.ndarray) else raw
@@ -57,13 +70,13 @@ def judge_labels(judge: Any, images: Any) -> Any:
         labels = np.asarray(list(raw), dtype=object)
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(
-            f"judge {_name(judge)} must return one label per image: {n} images in, "
+            f"judge {judge_name(judge)} must return one label per image: {n} images in, "
             f"got shape {tuple(labels.shape)}"
         )
     return labels
 
 
-def judge_flags(judge: Any, images: Any) -> Any:
+def judge_flags(judge: Judge, images: torch.Tensor) -> np.ndarray:
     """Run a boolean judge ("shows the concept") and return a bool numpy array of length N."""
     import numpy as np
 
@@ -73,7 +86,7 @@ def judge_flags(judge: Any, images: Any) -> Any:
     if labels.dtype == object and all(isinstance(v, bool | np.bool_) for v in labels):
         return labels.astype(bool)
     raise TypeError(
-        f"judge {_name(judge)} must return booleans here (True where an image shows the concept), "
+        f"judge {judge_name(judge)} must return booleans here (True where an image shows the concept), "
         f"got {labels.dtype} values such as {labels[:3].tolist()!r}"
     )
 
@@ -100,7 +113,7 @@ class ZooDigitJudge:
                 ) from None
         self.__name__ = f"zoo_digit_judge({concept!r})"
 
-    def __call__(self, images: Any) -> Any:
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
         digits, colors = self.model.predict(images)
         return (colors if self.kind == "color" else digits) == self.index
 
@@ -116,7 +129,8 @@ def _zoo_model(model: Any) -> Any:
     path = zoo.weights_dir() / "judge.safetensors"
     if not path.is_file():
         raise FileNotFoundError(
-            f"the zoo's judge weights are missing ({path}); rebuild the zoo with `python -m pytest_uoc.zoo.train`"
+            f"the zoo's judge weights are missing ({path}); rebuild the zoo with `python -m tools.zoo.train` "
+            "(from a clone of the repository)"
         )
     return zoo.load_judge()
 
@@ -129,7 +143,7 @@ def zoo_digit_judge(concept: str, *, model: Any = None) -> ZooDigitJudge:
     return ZooDigitJudge(concept, _zoo_model(model))
 
 
-def zoo_label_judge(kind: str = "digit", *, model: Any = None) -> Any:
+def zoo_label_judge(kind: str = "digit", *, model: Any = None) -> Judge:
     """A labelling judge: the English digit word (``kind="digit"``) or colour name (``"color"``) per image."""
     from .zoo import world
 
@@ -138,7 +152,7 @@ def zoo_label_judge(kind: str = "digit", *, model: Any = None) -> Any:
     judge_model = _zoo_model(model)
     names = world.DIGIT_WORDS["en"] if kind == "digit" else list(world.COLORS)
 
-    def judge(images: Any) -> list[str]:
+    def judge(images: torch.Tensor) -> list[str]:
         digits, colors = judge_model.predict(images)
         return [names[int(i)] for i in (digits if kind == "digit" else colors)]
 

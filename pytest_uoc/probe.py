@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .bank import Cost, ImageBank, ImageKey
+from .bank import Cost, ImageBank, ImageKey, ReferenceImages
 from .concept import Concept
 from .diffusion import PartialDiffusion
 from .units import DEFAULT_PSIS, check_psi, check_strength
@@ -72,11 +72,6 @@ class ProbeSettings:
             raise ValueError(f"a probe needs at least 4 seeds (half train the classifier), got {len(self.seeds)}")
         if self.rule not in ("calibrated", "absolute"):
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {self.rule!r}")
-
-
-def _scorer_name(judge: Any) -> str:
-    """What a judge is called in reports: its ``__name__``, else its type's name."""
-    return getattr(judge, "__name__", type(judge).__name__)
 
 
 class Probe:
@@ -382,7 +377,9 @@ class Probe:
             from .scoring.calibration import CONCEPT_CLASSIFIER
 
             return CONCEPT_CLASSIFIER
-        return _scorer_name(self.judge)
+        from .judges import judge_name
+
+        return judge_name(self.judge)
 
     def calibrated_curve(self, psis: Iterable[float] | None = None) -> CalibratedCurve:
         """Per ψ: how often λP(ψ), both nulls (and the gold standard) show the concept, and the paired excesses."""
@@ -474,9 +471,9 @@ class Probe:
         baseline_name = "reference" if on_reference else "original"
         baseline = self.prompt_images(prompt_list, [baseline_psi], reference=on_reference)[baseline_psi]
         if judge is not None:
-            from .judges import judge_flags
+            from .judges import judge_flags, judge_name
 
-            decided_by = _scorer_name(judge)
+            decided_by = judge_name(judge)
             flags_u, flags_b = judge_flags(judge, unlearned), judge_flags(judge, baseline)
         else:
             decided_by = "classifier"
@@ -531,7 +528,7 @@ class Probe:
 
     # -- restoration attack ---------------------------------------------------------------------
 
-    def reference_images(self, reference_images: Any = None) -> tuple[str, torch.Tensor]:
+    def reference_images(self, reference_images: ReferenceImages = None) -> tuple[str, torch.Tensor]:
         """The images the restoration attack starts from, one per (prompt, scoring seed), and their key.
 
         Default: the original's images λO of the scoring seeds, each item given the
@@ -541,7 +538,7 @@ class Probe:
         """
         return self.bank.references(reference_images)
 
-    def restore_images(self, strengths: Iterable[float], *, reference_images: Any = None,
+    def restore_images(self, strengths: Iterable[float], *, reference_images: ReferenceImages = None,
                        source: str = "unlearned") -> dict[float, torch.Tensor]:
         """Restorations of the reference images at each strength (scoring seeds), by ``source``.
 
@@ -552,7 +549,7 @@ class Probe:
         """
         return self.bank.restored(strengths, reference_images=reference_images, source=source)
 
-    def _restore_values(self, kind: str, strengths: list[float], reference_images: Any,
+    def _restore_values(self, kind: str, strengths: list[float], reference_images: ReferenceImages,
                         source: str = "unlearned") -> dict[float, torch.Tensor]:
         """Per-image values of ``kind`` ("domain" or "concept") of ``source``'s restorations, each computed once."""
         images = self.restore_images(strengths, reference_images=reference_images, source=source)
@@ -561,7 +558,7 @@ class Probe:
                                                              source=source), lambda missing: images, score)
 
     def restore_calibrated_curve(self, strengths: Iterable[float], *,
-                                 reference_images: Any = None) -> CalibratedCurve:
+                                 reference_images: ReferenceImages = None) -> CalibratedCurve:
         """The calibrated evidence of the restoration attack: unlearned restorations against the nulls' restorations."""
         from .diffusion.restore import restore_start
         from .scoring import calibrated_curve
@@ -579,7 +576,7 @@ class Probe:
             axis="strength",
         )
 
-    def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: Any = None) -> CCSCurve:
+    def restore_curve(self, strengths: Iterable[float] | None = None, *, reference_images: ReferenceImages = None) -> CCSCurve:
         """CCS over restoration strengths (same classifier as CCS(ψ)), with bootstrap 95% intervals."""
         from .scoring import ccs_curve_from_probabilities
 
@@ -592,7 +589,7 @@ class Probe:
         limit = check_strength(strength)
         return sorted({s for s in self.settings.strengths if s >= limit} | {1.0, limit})
 
-    def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: Any = None,
+    def restore_verdict(self, strength: float, ccs_max: float, *, reference_images: ReferenceImages = None,
                         rule: str | None = None) -> Verdict:
         """The verdict against the restoration attack at strengths ≥ ``strength``; it carries the curves it read.
 
