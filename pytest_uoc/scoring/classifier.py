@@ -451,7 +451,7 @@ def _compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
     import io
 
-    from ..report import atomic_write_bytes
+    from ..cache import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
