@@ -181,3 +181,65 @@ def test_the_verdict_dict_keeps_the_old_fields_and_adds_the_calibration():
     point = data["calibration"]["points"][1]
     assert {"upper_null", "lower_null", "excess_over_upper", "excess_over_lower", "original_steps"} <= set(point)
     assert data["calibration"]["anchors"] == ["a digit"]
+
+
+# -- the probe's image bank: each image made once, scored once -------------------------------------
+
+
+class _CountingClassifier:
+    """Mean pixel value as P(original), counting the images it is asked to score."""
+
+    def __init__(self) -> None:
+        self.scored: list[int] = []
+
+    def probabilities(self, images):
+        self.scored.append(id(images))
+        return images.float().mean(dim=(1, 2, 3)).clamp(0, 1)
+
+
+def _bank_probe(tiny_pipe, tiny_unet, **settings):
+    from pytest_uoc.concept import Concept
+    from pytest_uoc.diffusion import PartialDiffusion
+    from pytest_uoc.probe import Probe, ProbeSettings
+
+    engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4, guidance_scale=7.5, batch_size=8)
+    probe = Probe(Concept("three", ("a red handwritten three", "trois")), engine,
+                  ProbeSettings(seeds=tuple(range(16)), psis=(0.0, 0.3, 0.6), n_boot=100,
+                                strengths=(0.5, 1.0), **settings))
+    probe._classifier, probe._heldout = _CountingClassifier(), 1.0
+    return probe
+
+
+def test_the_probe_scores_each_image_once(tiny_pipe, tiny_unet):
+    """CCS, the per-image scores, the verdict and the restoration curve share the classifier's answers."""
+    probe = _bank_probe(tiny_pipe, tiny_unet, rule="absolute")
+    classifier = probe.classifier
+    curve = probe.ccs_curve()
+    assert len(classifier.scored) == 3  # ψ 0, 0.3, 0.6: one call each
+    scores = probe.scores([0.0, 0.3, 0.6])
+    for psi in (0.0, 0.3, 0.6):
+        np.testing.assert_array_equal(curve.probabilities[psi], scores[psi].double().numpy())
+    verdict = probe.verdict(0.6, 0.9)
+    assert verdict.ccs_curve is not None and verdict.curve == verdict.ccs_curve.to_dict()
+    assert len(classifier.scored) == 3  # the verdict read the same scores
+    restored = probe.restore_curve([0.5, 1.0])
+    assert len(classifier.scored) == 4  # strength 1 is generation from noise: the ψ = 0 images, already scored
+    assert restored.at(1.0) == curve.at(0.0)
+    sweeps = probe.cost.sweeps
+    probe.ccs_curve([0.3]), probe.restore_curve([1.0, 0.5])
+    assert len(classifier.scored) == 4 and probe.cost.sweeps == sweeps
+
+
+def test_a_probe_can_share_another_probes_images(tiny_pipe, tiny_unet):
+    """A second probe of the same models (another judge or rule) makes and scores nothing again."""
+    from pytest_uoc.probe import Probe
+
+    first = _bank_probe(tiny_pipe, tiny_unet)
+    first.scores([0.0, 0.3]), first.null_images([0.3], "upper")
+    second = Probe(first.concept, first.engine, first.settings)
+    second.share_images(first)
+    assert second.classifier is first.classifier
+    assert second.images([0.3])[0.3] is first.images([0.3])[0.3]
+    assert second.null_images([0.3], "upper")[0.3] is first.null_images([0.3], "upper")[0.3]
+    assert second.scores([0.3])[0.3] is first.scores([0.3])[0.3]
+    assert second.cost.sweeps == 0
