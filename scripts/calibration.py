@@ -88,9 +88,8 @@ def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] |
                 nulls_only = Probe(concept, probe.engine, settings, judge=judge)
                 no_judge = Probe(concept, probe.engine, settings)
                 for other in (nulls_only, no_judge):
-                    other._classifier, other._eval, other._train = probe.classifier, probe._eval, probe._train
-                    other._nulls, other._scores, other._train_null = probe._nulls, probe._scores, probe._train_null
-                no_judge._reference = probe._reference
+                    other.share_images(probe, reference=False)
+                no_judge.share_images(probe)
                 record = {
                     "concept": concept_name, "set": k, "model": name, "seeds": [seeds[0], seeds[-1]],
                     "steps": steps, "anchors": list(probe.anchors), "prompts": list(concept.prompts),
@@ -110,7 +109,7 @@ def measure(out: Path, sets: list[int], concepts: list[str], models: list[str] |
                     record["concept_classifier"] = {
                         src: {str(p): v.tolist() for p, v in no_judge.concept_values(PSIS, src).items()}
                         for src in ("unlearned", "upper", "lower", "reference")}
-                    no_judge._reference = None
+                    no_judge.share_images(probe, reference=False)
                     record["verdict_classifier"] = no_judge.verdict(PSI_LIMIT, CCS_MAX).to_dict()
                 record["seconds"] = round(time.perf_counter() - start, 1)
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,12 +49,12 @@ def main(argv: list[str]) -> int:
                       ProbeSettings(seeds=seeds, psis=PSIS, classifier_cache=str(out / "cache" / "classifiers")),
                       reference_engine=engine(gold))
         start = time.perf_counter()
-        train = probe._train.get([0.0, 1.0])
-        null0 = probe._train_null.get([0.0])[0.0]
+        train = probe.bank.training["unlearned"].get([0.0, 1.0])
+        null0 = probe.bank.training["lower"].get([0.0])[0.0]
         groups = [s for _ in concept.prompts for s in probe.train_seeds]
         pure = train_domain_classifier(train[1.0], null0, groups=groups, cache_dir=str(out / "cache" / "classifiers"))
         images = {"U": probe.images(PSIS), "up": probe.null_images(PSIS, "upper"),
-                  "lo": probe.null_images(PSIS, "lower"), "gold": probe._reference.get(PSIS)}
+                  "lo": probe.null_images(PSIS, "lower"), "gold": probe.source_images(PSIS, "reference")}
         for label, classifier in (("domain", probe.classifier), ("pure", pure), ("mixed", probe.concept_classifier)):
             print(f"{name} [{label}] held-out accuracy {getattr(classifier, 'heldout_accuracy', None)}")
             for psi in PSIS:

@@ -22,7 +22,9 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
              gate: str = "not_retrievable") -> GateResult:
     """The partial-diffusion gate at ψ ≤ ``psi`` (``gate`` names it in the report row)."""
     verdict = probe.verdict(psi, ccs_max)
-    curve = probe.ccs_curve(probe.verdict_grid(psi))
+    # The verdict carries the CCS curve it read (a probe of one's own making may not: then compute it).
+    curve = verdict.ccs_curve if getattr(verdict, "ccs_curve", None) is not None else probe.ccs_curve(
+        probe.verdict_grid(psi))
     crs_value = None
     crs_failed = False
     if crs_max is not None:
@@ -71,8 +73,8 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
 def evaluate_restore(probe: Any, strength: float, ccs_max: float, *, reference_images: Any = None) -> GateResult:
     """The restoration-attack gate at strengths ≥ ``strength`` (``guidance="restore"``)."""
     verdict = probe.restore_verdict(strength, ccs_max, reference_images=reference_images)
-    grid = probe.restore_grid(strength)
-    curve = probe.restore_curve(grid, reference_images=reference_images)
+    curve = verdict.ccs_curve if getattr(verdict, "ccs_curve", None) is not None else probe.restore_curve(
+        probe.restore_grid(strength), reference_images=reference_images)
     summary = {"verdict": verdict.kind, "strength": strength, "ccs_max": ccs_max,
                "ccs_at_strength": round(curve.at(strength).mean, 4),
                "largest_restoring_strength": verdict.first_retrieving_psi,
@@ -84,7 +86,7 @@ def evaluate_restore(probe: Any, strength: float, ccs_max: float, *, reference_i
     failed = not verdict.passed
     checks = verdict_checks(verdict, curve, ccs_max, axis="strength")
     row = RowUpdate({"restore": summary}, GateEntry.of("not_restorable", checks, passed=not failed), headline)
-    images = probe.restore_images(grid, reference_images=reference_images)
+    images = probe.restore_images(curve.psis, reference_images=reference_images)
     pictures = curve_pictures(probe, curve, ccs_max, strength, lambda: images,
                               xlabel="restoration strength (share of the denoising done by the unlearned model)")
     if not failed:
