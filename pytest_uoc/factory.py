@@ -89,8 +89,8 @@ def build_probe(concept: Concept, original: Any, unlearned: Any, reference: Any 
     seeds = probe_seeds(concept, settings)
     check_seeds_for_prompts(seeds, len(concept.prompts))
     from .diffusion import PartialDiffusion
-    from .diffusion.trajectory_cache import TrajectoryCache
     from .probe import Probe, ProbeSettings
+    from .stores import TrajectoryCache
 
     cache = TrajectoryCache(Path(cache_dir) / "trajectories")
 

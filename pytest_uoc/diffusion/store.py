@@ -5,20 +5,23 @@ only asks "what do you have" (``images``, ``states``, ``resume_point``) and says
 this" (``keep_images``, ``keep_state``). Without a cache every question answers nothing
 and every "keep" is a no-op. States are keyed by the original model and the sampling
 settings; finished images also by the unlearned model (or, for a null finish, by the
-null's anchors and negative side instead).
+null's anchors and negative side instead). The files themselves are the cache layer's
+(``pytest_uoc.stores``); the engine only computes keys and splits the scheduler's state per
+image (``scheduler_state``, ``restore_scheduler``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .sampler import Trajectory
 
-__all__ = ["Named", "SweepStore"]
+__all__ = ["Named", "SweepStore", "restore_scheduler", "scheduler_state"]
 
 #: One image's name in the store: (prompt, seed).
 Named = list[tuple[str, int]]
@@ -113,8 +116,6 @@ class SweepStore:
         """Hand-offs whose every image's state is kept, restored as batch states."""
         if self._cache is None:
             return {}
-        from .trajectory_cache import restore_scheduler
-
         engine = self.engine
         out: dict[int, Trajectory] = {}
         for step in handoffs:
@@ -155,8 +156,6 @@ class SweepStore:
         """Keep every image's state after ``step`` original steps (latents, generator, scheduler)."""
         if self._cache is None:
             return
-        from .trajectory_cache import scheduler_state
-
         per_image = scheduler_state(state.scheduler, self.engine.sampler.new_scheduler(), len(named))
         if per_image is None:
             warnings.warn(
@@ -171,3 +170,76 @@ class SweepStore:
                 "generator": state.generators[i].get_state(),
                 "scheduler": per_image[i],
             })
+
+
+# --------------------------------------------------------------------------- scheduler state per image
+
+
+def _state_names(scheduler: Any) -> list[str]:
+    return sorted(k for k in vars(scheduler) if not k.startswith("__") and k != "config")
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - incomparable values count as different
+        return False
+
+
+def scheduler_state(scheduler: Any, fresh: Any, batch: int) -> list[dict[str, Any]] | None:
+    """Per-image state of ``scheduler`` (what differs from ``fresh``), or None when not splittable.
+
+    Scalars are copied to every image; tensors and lists of tensors whose
+    first dimension is the batch are sliced per image.
+    """
+    per_image: list[dict[str, Any]] = [{} for _ in range(batch)]
+    for name in _state_names(scheduler):
+        value = getattr(scheduler, name)
+        before = getattr(fresh, name, None)
+        if isinstance(value, torch.Tensor):
+            if isinstance(before, torch.Tensor) and before.shape == value.shape and torch.equal(before.cpu(), value.cpu()):
+                continue
+            if value.dim() == 0 or value.shape[0] != batch:
+                return None
+            for i in range(batch):
+                per_image[i][name] = value[i:i + 1].cpu().clone()
+        elif isinstance(value, list | tuple):
+            if all(v is None or isinstance(v, int | float) for v in value):
+                if list(value) != list(before or []):
+                    for i in range(batch):
+                        per_image[i][name] = list(value)
+                continue
+            if not all(v is None or isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == batch for v in value):
+                return None
+            for i in range(batch):
+                per_image[i][name] = [None if v is None else v[i:i + 1].cpu().clone() for v in value]
+        elif value is None or isinstance(value, bool | int | float | str):
+            if value != before:
+                for i in range(batch):
+                    per_image[i][name] = value
+        elif value is before or _same(value, before):
+            continue
+        else:
+            return None
+    return per_image
+
+
+def restore_scheduler(fresh: Any, states: Sequence[dict[str, Any]], device: torch.device) -> Any:
+    """Put the per-image states of one batch back into ``fresh`` (mutated and returned)."""
+    names = set().union(*(s.keys() for s in states)) if states else set()
+    for name in names:
+        values = [s.get(name) for s in states]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            setattr(fresh, name, torch.cat(values).to(device))
+        elif isinstance(first, list) and any(isinstance(v, torch.Tensor) for v in first):
+            merged = []
+            for position in range(len(first)):
+                column = [v[position] for v in values]
+                merged.append(None if column[0] is None else torch.cat(column).to(device))
+            setattr(fresh, name, merged)
+        else:
+            if any(v != first for v in values):
+                raise ValueError(f"scheduler state {name!r} differs between images of one batch")
+            setattr(fresh, name, first)
+    return fresh

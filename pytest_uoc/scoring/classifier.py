@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .images import check_images, check_paired
 
 __all__ = [
     "BACKBONES",
+    "ClassifierCache",
     "MIN_HELDOUT_GROUPS",
     "MIN_IMAGE_SIZE",
     "MIN_PER_CLASS",
@@ -44,6 +45,20 @@ MIN_PER_CLASS = 8
 MIN_HELDOUT_GROUPS = 2
 #: Smallest image_size each backbone accepts (DenseNet's pooling needs 32 px).
 MIN_IMAGE_SIZE = {"resnet18": 8, "densenet121": 32, "efficientnet_b0": 8}
+
+class ClassifierCache(Protocol):
+    """Where trained classifiers are kept: scoring computes the key and the payload, the store
+    keeps the file (``pytest_uoc.stores.ClassifierStore`` is the folder store).
+
+    ``load`` returns None for a key never stored and raises for an unreadable entry.
+    """
+
+    def path(self, key: str) -> Path: ...
+
+    def load(self, key: str) -> dict[str, Any] | None: ...
+
+    def save(self, key: str, payload: dict[str, Any]) -> None: ...
+
 
 #: 2: float tensors stored in float16, the model rounded to them before it is scored.
 _CACHE_FORMAT = 2
@@ -448,16 +463,6 @@ def _compact_state(model: nn.Module) -> dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
-def _save_atomic(path: Path, payload: dict[str, Any]) -> None:
-    import io
-
-    from ..cache import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -477,6 +482,7 @@ def train_domain_classifier(
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
+    store: ClassifierCache | None = None,
 ) -> DomainClassifier:
     """Train the λO (label 1) vs λU (label 0) classifier and measure it on held-out seeds.
 
@@ -508,7 +514,9 @@ def train_domain_classifier(
     With ``cache_dir`` the trained state is stored as
     ``classifier-<sha256>.pt`` keyed by the images, groups and all settings,
     written atomically, and reused by an identical call; an unreadable cache
-    file is reported with a warning and replaced by a fresh training.
+    file is reported with a warning and replaced by a fresh training. The files
+    are the cache layer's: ``cache_dir`` stands for ``store=ClassifierStore(cache_dir)``
+    (``pytest_uoc.stores``); any other ``ClassifierCache`` may be passed as ``store``.
     ImageNet weights are read only from ``pretrained_path`` (a local file; the
     classifier head's keys are ignored); otherwise weights start random.
     """
@@ -539,14 +547,20 @@ def train_domain_classifier(
         heldout_fraction, seed, _file_sha256(pretrained) if pretrained else None,
     )
     device = torch.device(device)
+    if cache_dir is not None:
+        if store is not None:
+            raise ValueError("give cache_dir or store, not both")
+        from ..stores import ClassifierStore
+
+        store = ClassifierStore(cache_dir)
 
     cache_path = None
-    if cache_dir is not None:
+    if store is not None:
         key = _cache_key(original, unlearned, group_list, settings)
-        cache_path = Path(cache_dir) / f"classifier-{key}.pt"
-        if cache_path.exists():
-            try:
-                payload = torch.load(cache_path, map_location="cpu", weights_only=True)
+        cache_path = store.path(key)
+        try:
+            payload = store.load(key)
+            if payload is not None:
                 if payload.get("format") != _CACHE_FORMAT or payload.get("key") != key:
                     raise ValueError("format or key mismatch")
                 model = _create_model(backbone)
@@ -554,9 +568,6 @@ def train_domain_classifier(
                 if set(stored) != set(reference):
                     raise ValueError("the entry does not match the backbone")
                 model.load_state_dict({k: v.to(reference[k].dtype) for k, v in stored.items()})
-                from ..cache import touch
-
-                touch(cache_path)  # used now: the cache's size limit evicts least recently used entries first
                 model.to(device).eval()
                 return DomainClassifier(
                     model, backbone=backbone, image_size=int(settings["image_size"]),
@@ -565,11 +576,11 @@ def train_domain_classifier(
                     n_train=payload["n_train"], n_heldout=payload["n_heldout"], device=device,
                     cache_path=cache_path, from_cache=True,
                 )
-            except Exception as exc:  # noqa: BLE001 - any unreadable cache is retrained
-                warnings.warn(
-                    f"ignoring corrupt domain-classifier cache file {cache_path} ({exc!r}); retraining",
-                    stacklevel=2,
-                )
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache is retrained
+            warnings.warn(
+                f"ignoring corrupt domain-classifier cache file {cache_path} ({exc!r}); retraining",
+                stacklevel=2,
+            )
 
     started = time.perf_counter()
     size = int(settings["image_size"])
@@ -615,8 +626,8 @@ def train_domain_classifier(
         n_train=int(train_y.numel()), n_heldout=int(held_y.numel()), device=device,
         cache_path=cache_path, from_cache=False,
     )
-    if cache_path is not None:
-        _save_atomic(cache_path, {
+    if store is not None:
+        store.save(key, {
             "format": _CACHE_FORMAT, "key": key,
             "state_dict": _compact_state(model),
             "heldout_accuracy": heldout_accuracy, "train_accuracy": train_accuracy,
