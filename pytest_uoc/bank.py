@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import progress
 from .diffusion import PartialDiffusion
 from .diffusion.engine import NullFinish
 from .units import check_psi
@@ -103,7 +104,8 @@ class ImageSet:
                 missing.setdefault(handoff, psi)
         if missing:
             start = time.perf_counter()
-            sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds, null=self.null)
+            with progress.phase(self.phase):
+                sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds, null=self.null)
             for handoff, psi in missing.items():
                 self.by_handoff[handoff] = sweep.images[psi]
             self.cost.count(self.phase, start, sweep.unet_evals, null=sweep.null_unet_evals,

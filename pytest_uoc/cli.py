@@ -101,9 +101,13 @@ class _Progress:
             self._thread.start()
 
     def _line(self) -> str:
+        from .progress import current
+
         evals = getattr(getattr(self.probe, "cost", None), "unet_evals", None)
         work = f", {evals} UNet evaluations" if evals else ""
-        return f"uoc: {self.phase} ({time.perf_counter() - self.started:.0f} s{work})"
+        status = current()
+        images = f"; {status.text()}" if status.planned else ""
+        return f"uoc: {self.phase} ({time.perf_counter() - self.started:.0f} s{work}){images}"
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):

@@ -143,6 +143,8 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     session = UocSession(settings=settings, rootdir=Path(str(config.rootpath)), worker=worker)
     config.stash[SESSION_KEY] = session
+    # Asked now: while a test runs, output capturing points the output at a file.
+    config.stash[_TERMINAL_KEY] = _on_terminal()
     if settings.cache_clear and worker is None:
         from .cache import clear_cache
 
@@ -254,6 +256,69 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         if reported.get(key) is not None:
             item.user_properties.append((f"uoc_{key}", reported[key]))
     return report
+
+
+def _progress_sink(config: pytest.Config) -> Any:
+    """A ``progress.ProgressLine`` on the terminal, or None: never under ``-q``, in an xdist worker or off a terminal."""
+    from .progress import ProgressLine
+
+    if config.get_verbosity() < 0 or hasattr(config, "workerinput") or not config.stash.get(_TERMINAL_KEY, False):
+        return None
+    writer = config.get_terminal_writer()
+    capture = config.pluginmanager.getplugin("capturemanager")
+    started = [False]
+
+    def write(text: str) -> None:
+        guard = capture.global_and_fixture_disabled() if capture is not None else _no_guard()
+        with guard:
+            # The line gets a row of its own: pytest's progress line is left as it was.
+            writer.write(("\n" if not started[0] else "") + text)
+            writer.flush()
+        started[0] = True
+
+    return ProgressLine(write)
+
+
+_TERMINAL_KEY = pytest.StashKey[bool]()
+
+
+def _on_terminal() -> bool:
+    """Whether pytest's output goes to a terminal (a log file or a pipe gets no progress line)."""
+    import sys
+
+    return sys.__stdout__ is not None and sys.__stdout__.isatty()
+
+
+def _no_guard() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _with_progress(item: pytest.Item) -> Any:
+    """Show one updating progress line (images done / planned, ψ) while the phase runs, then clear it."""
+    sink = _progress_sink(item.config)
+    if sink is None:
+        return (yield)
+    from . import progress
+
+    try:
+        with progress.showing(sink):
+            return (yield)
+    finally:
+        sink.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    """Fixtures that make images (a session's probe) show progress too."""
+    return (yield from _with_progress(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """The test's own gates: the images they make."""
+    return (yield from _with_progress(item))
 
 
 @pytest.hookimpl(wrapper=True)

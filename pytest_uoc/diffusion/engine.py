@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from .. import progress
 from ..units import check_psi, check_psis
 from .families import Family, check_family_pipeline, family_of
 from .loading import check_pipeline, load_unlearned
@@ -364,10 +365,14 @@ class PartialDiffusion:
         finisher = self._finisher(original, prompt_list, null)
         by_handoff: dict[int, list[torch.Tensor]] = {k: [] for k in handoffs}
         counts = {"original": 0, "unlearned": 0, "null": 0}
+        psi_of = {split.handoff: psi for psi, split in sorted(splits.items(), reverse=True)}
+        planned, done = len(items) * len(handoffs), 0
         with torch.inference_mode():
             for batch in chunks(items, self.batch_size):
                 for handoff, images in self._branch_batch(batch, prompt_list, handoffs, original, finisher, counts):
                     by_handoff[handoff].append(images)
+                    done += images.shape[0]
+                    progress.report(done, planned, psi=psi_of[handoff])
         per_handoff = {k: torch.cat(v) for k, v in by_handoff.items()}
         images = {psi: per_handoff[split.handoff] for psi, split in splits.items()}
         evals = counts["original"] + counts["unlearned"] + counts["null"]
