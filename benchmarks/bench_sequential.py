@@ -21,6 +21,11 @@ plus the scored seeds' sweeps and null finishes, per seed as measured in the sto
 
     python scripts/calibration.py --out runs/calibration --sets 5     # the stored runs (hours on a CPU)
     python benchmarks/bench_sequential.py runs/calibration --round 4
+    python benchmarks/bench_sequential.py --live digits-gold-red digits-esd-red --concept red   # the library's own
+
+``--live`` runs the library's sequential verdict (``--uoc-sequential``, ``pytest_uoc.rounds``) and the
+fixed design on the zoo, the README gate's settings, and prints both verdicts, their UNet evaluations
+and wall times (no stored runs needed; minutes per model on a CPU).
 
 Prints one line per (model, seed set) and design, then per design: median cost against
 the fixed design (target ≤ 0.4×), agreement with the fixed design (target ≥ 95%), and
@@ -126,12 +131,56 @@ def _costs(records: list[dict]) -> dict[str, tuple[float, float]]:
     return out
 
 
+CONCEPT_PROMPTS = {"three": ("a handwritten three", "the digit 3"),
+                   "red": ("a red handwritten two", "a red handwritten seven", "a red digit")}
+
+
+def live(models: list[str], concept_name: str, seeds: int, steps: int) -> None:
+    """Both designs on the zoo, for real: verdicts, UNet evaluations, seconds."""
+    import time
+
+    import torch
+
+    from pytest_uoc import zoo
+    from pytest_uoc.concept import Concept
+    from pytest_uoc.diffusion import PartialDiffusion
+    from pytest_uoc.judges import zoo_digit_judge
+    from pytest_uoc.probe import Probe, ProbeSettings
+
+    torch.set_num_threads(2)
+    original = zoo.load("digits")
+    concept = Concept(concept_name, CONCEPT_PROMPTS[concept_name])
+    for name in models:
+        unlearned = original if name == "digits" else zoo.load(name, original=original)
+        figures = {}
+        for sequential in (True, False):
+            engine = PartialDiffusion(original, unlearned, num_inference_steps=steps, batch_size=32)
+            settings = ProbeSettings(seeds=tuple(range(seeds)), psis=PSIS, sequential=sequential)
+            probe = Probe(concept, engine, settings, judge=zoo_digit_judge(concept_name))
+            start = time.perf_counter()
+            verdict = probe.verdict(PSI_LIMIT, CCS_MAX)
+            figures[sequential] = (verdict, probe.cost.unet_evals, time.perf_counter() - start)
+        (seq, seq_evals, seq_s), (fixed, fixed_evals, fixed_s) = figures[True], figures[False]
+        print(f"{name:22s} sequential {seq.kind:12s} {seq_evals:6d} evals {seq_s:6.1f} s | fixed {fixed.kind:12s} "
+              f"{fixed_evals:6d} evals {fixed_s:6.1f} s | evals {seq_evals / fixed_evals:.2f}x, "
+              f"time {seq_s / fixed_s:.2f}x | {seq.sequential['stopped']}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path, help="folder of scripts/calibration.py's stored runs")
+    parser.add_argument("runs", type=Path, nargs="?", help="folder of scripts/calibration.py's stored runs")
+    parser.add_argument("--live", nargs="+", metavar="MODEL", help="zoo models to run both designs on, for real")
+    parser.add_argument("--concept", choices=sorted(CONCEPT_PROMPTS), default="three")
+    parser.add_argument("--seeds", type=int, default=32, help="--live: seeds per prompt (default 32)")
+    parser.add_argument("--steps", type=int, default=25, help="--live: inference steps (default 25)")
     parser.add_argument("--round", type=int, default=4, help="scored seeds per prompt added per look (default 4)")
     parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
     args = parser.parse_args(argv)
+    if args.live:
+        live(args.live, args.concept, args.seeds, args.steps)
+        return 0
+    if args.runs is None:
+        parser.error("give the stored runs' folder, or --live MODEL ...")
     from diffusers import DDIMScheduler
 
     from pytest_uoc import zoo

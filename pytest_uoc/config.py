@@ -303,6 +303,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="ANCHORS"),
     Option("rule", _choice(RULES), "calibrated", "verdict rule: calibrated (against null finishes of the original, "
            "or the gold standard) or absolute (CCS against ccs_max alone)"),
+    Option("sequential", _bool, False, "decide the calibrated gate in rounds of seeds and stop as soon as it is "
+           "decided (confidence sequences; the seeds are the budget)"),
+    Option("round_seeds", _int(1), 4, "scored seeds per prompt added per round of a sequential gate", metavar="N"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
     Option("report", check_output_file, None, "write a JSON report of every curve to PATH", metavar="PATH"),
     Option("artifacts", check_output_dir, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
@@ -378,6 +381,8 @@ class Settings:
     backbone_weights: str | None = None
     anchor: tuple[str, ...] | None = None
     rule: str = "calibrated"
+    sequential: bool = False
+    round_seeds: int = 4
     accuracy_floor: float = 0.75
     report: str | None = None
     artifacts: str | None = None

@@ -103,6 +103,7 @@ def build_probe(concept: Concept, original: Any, unlearned: Any, reference: Any 
     probe_settings = ProbeSettings(
         seeds=seeds, psis=settings.psis, backbone=settings.backbone, backbone_weights=settings.backbone_weights,
         accuracy_floor=settings.accuracy_floor, rule=settings.rule, classifier_cache=str(Path(cache_dir) / "classifiers"),
+        sequential=settings.sequential, round_seeds=settings.round_seeds,
     )
     return Probe(concept, engine(unlearned), probe_settings,
                  reference_engine=engine(reference) if reference is not None else None, labels=labels)

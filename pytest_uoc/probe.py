@@ -13,6 +13,7 @@ once), and each evidence method is one call into ``scoring`` with them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ import torch
 from .bank import Cost, ImageBank, ImageKey, ReferenceImages
 from .concept import Concept
 from .diffusion import PartialDiffusion
+from .scoring.sequential import DEFAULT_ROUND_SEEDS
 from .units import DEFAULT_PSIS, check_psi, check_strength
 
 if TYPE_CHECKING:
@@ -66,12 +68,18 @@ class ProbeSettings:
     strengths: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
     #: "calibrated" (against the null finishes, or the gold standard) or "absolute" (CCS against ccs_max).
     rule: str = "calibrated"
+    #: Decide the calibrated partial-diffusion verdict in rounds of ``round_seeds`` scored seeds per prompt,
+    #: stopping when decided (``pytest_uoc.rounds``); False: every seed, then decide (the fixed design).
+    sequential: bool = False
+    round_seeds: int = DEFAULT_ROUND_SEEDS
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 4:
             raise ValueError(f"a probe needs at least 4 seeds (half train the classifier), got {len(self.seeds)}")
         if self.rule not in ("calibrated", "absolute"):
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {self.rule!r}")
+        if isinstance(self.round_seeds, bool) or not isinstance(self.round_seeds, int) or self.round_seeds < 1:
+            raise ValueError(f"round_seeds must be a positive number of seeds per prompt, got {self.round_seeds!r}")
 
 
 class Probe:
@@ -112,6 +120,21 @@ class Probe:
         self.bank = ImageBank(engine, list(concept.prompts), self.train_seeds, self.eval_seeds, self.anchors,
                               self.cost, reference_engine=reference_engine)
         self._warned_idle = False
+
+    def scoring_round(self, seeds: Sequence[int]) -> Probe:
+        """A probe of the same models that scores only ``seeds``: one round of a sequential verdict.
+
+        It shares this probe's classifier (trained on the training half), training images,
+        judge and cost; its own images are those of ``seeds`` only, so no image is made twice.
+        """
+        part = copy.copy(self)
+        part.eval_seeds = list(seeds)
+        part.bank = ImageBank(self.engine, list(self.concept.prompts), self.train_seeds, part.eval_seeds, self.anchors,
+                              self.cost, reference_engine=self.reference_engine)
+        part.bank.training = self.bank.training
+        part.bank.classifier = self.classifier
+        part.bank.concept_classifier = self.bank.concept_classifier
+        return part
 
     def share_images(self, other: Probe, *, reference: bool = True) -> None:
         """Use ``other``'s images, domain classifier and domain scores (same engine, concept and settings).
@@ -288,6 +311,10 @@ class Probe:
         if rule not in ("calibrated", "absolute"):
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {rule!r}")
         limit = check_psi(psi_limit, name="psi")
+        if rule == "calibrated" and self.settings.sequential:
+            from .rounds import sequential_verdict
+
+            return sequential_verdict(self, limit, ccs_max)
         grid = self.verdict_grid(limit)
         differ = self._images_differ()
         if rule == "calibrated":

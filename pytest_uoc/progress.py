@@ -58,9 +58,11 @@ def report(done: int, planned: int, *, psi: float | None = None) -> None:
 
 @contextlib.contextmanager
 def phase(name: str, round_number: int | None = None) -> Iterator[None]:
-    """Label the work done inside (``sweeps``, ``null finishes``, ...)."""
+    """Label the work done inside (``sweeps``, ``null finishes``, ...); a round number stays for inner phases."""
     before = (_status.phase, _status.round)
-    _status.phase, _status.round = name, round_number
+    _status.phase = name
+    if round_number is not None:
+        _status.round = round_number
     try:
         yield
     finally:

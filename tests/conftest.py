@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# diffusers first, before any in-process pytester run: pytester's sys.modules snapshot would drop
+# torch._dynamo (which diffusers imports), and torch cannot import it a second time.
+import diffusers  # noqa: F401
 import pytest
 import torch
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_uoc.anchors import check_anchors, concept_words, derive_anchor, derive_anchors, names_concept
+from pytest_uoc.anchors import (
+    check_anchors,
+    concept_words,
+    derive_anchor,
+    derive_anchors,
+    names_concept,
+)
 from pytest_uoc.concept import Concept
 
 

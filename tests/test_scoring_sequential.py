@@ -75,3 +75,50 @@ def test_bad_input_is_a_clear_error(kwargs, match):
 def test_lower_bound_needs_values_in_the_unit_interval():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         lower_bound([0.5, 1.5])
+
+
+def test_looks_come_every_round_and_end_at_the_budget():
+    from pytest_uoc.scoring.sequential import looks
+
+    assert looks(16, 4) == [4, 8, 12, 16]
+    assert looks(10, 4) == [4, 8, 10]
+    assert looks(3, 4) == [3]
+    with pytest.raises(ValueError, match="at least one"):
+        looks(0, 4)
+
+
+def test_sequential_intervals_bet_on_one_seed_at_a_time():
+    """Values come prompt-major; a seed's values (one per prompt) form one block of the sequence."""
+    from pytest_uoc.scoring.sequential import SequentialIntervals
+
+    rng = np.random.default_rng(5)
+    by_prompt = (rng.random((3, 10)) < 0.4).astype(float)  # 3 prompts x 10 seeds
+    made = SequentialIntervals(prompts=3, alpha=0.05).mean(by_prompt.reshape(-1))
+    direct = confidence_sequence(by_prompt.T.reshape(-1), block=3, alpha=0.025)
+    assert made == direct
+    with pytest.raises(ValueError, match="3 prompts"):
+        SequentialIntervals(prompts=3).mean(np.zeros(10))
+    with pytest.raises(ValueError, match="equal lengths"):
+        SequentialIntervals(prompts=2).diff(np.zeros(4), np.zeros(6))
+
+
+def test_bootstrap_intervals_are_the_fixed_design():
+    from pytest_uoc.scoring.stats import BootstrapIntervals, paired_bootstrap_diff
+
+    values = np.random.default_rng(2).random(24)
+    other = np.random.default_rng(3).random(24)
+    assert BootstrapIntervals().mean(values) == bootstrap_mean(values)
+    assert BootstrapIntervals().diff(values, other) == paired_bootstrap_diff(values, other)
+
+
+def test_calibrated_curve_defaults_to_the_fixed_design_bit_for_bit():
+    from pytest_uoc.scoring.calibration import calibrated_curve
+    from pytest_uoc.scoring.stats import BootstrapIntervals
+
+    rng = np.random.default_rng(7)
+    psis = (0.0, 0.25)
+    side = {name: {p: (rng.random(16) < 0.5).astype(float) for p in psis} for name in ("u", "up", "lo")}
+    common = dict(original_steps={0.0: 0, 0.25: 3}, total_steps=10, anchors=["a digit"])
+    default = calibrated_curve(side["u"], side["up"], side["lo"], **common)
+    explicit = calibrated_curve(side["u"], side["up"], side["lo"], **common, intervals=BootstrapIntervals())
+    assert default.to_dict() == explicit.to_dict()

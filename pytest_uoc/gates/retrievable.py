@@ -33,13 +33,15 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
         crs_failed = crs_value > crs_max
     cal = verdict.calibration
     values = dict(verdict=verdict.kind, psi=psi, ccs_max=ccs_max,
-                  ccs_at_zero=round(curve.at(curve.psis[0]).mean, 4), ccs_at_psi=round(curve.at(psi).mean, 4),
+                  ccs_at_zero=round(curve.at(curve.psis[0]).mean, 4),
+                  ccs_at_psi=round(curve.at(psi).mean, 4) if psi in curve else None,
                   threshold=verdict.first_retrieving_psi, heldout_accuracy=round(verdict.heldout_accuracy, 4),
                   crs=None if crs_value is None else round(crs_value, 4), curve=curve.to_dict(),
                   rule="absolute" if cal is None else f"calibrated:{cal['mode']}", reason=verdict.reason,
                   anchors=list(getattr(probe, "anchors", ())) or None,
                   anchors_derived=getattr(probe.concept, "anchors_derived", None),
                   scorer=None if cal is None else cal.get("scorer"), calibration=cal,
+                  sequential=getattr(verdict, "sequential", None),
                   bracket_at_psi=bracket_at(verdict, psi))
     failed = not verdict.passed or crs_failed
     checks = verdict_checks(verdict, curve, ccs_max)

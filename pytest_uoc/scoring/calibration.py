@@ -57,7 +57,7 @@ import numpy as np
 
 from ..units import PSI_TOLERANCE as _EPS
 from .ccs import CCSCurve, PsiKeyed
-from .stats import Estimate, bootstrap_mean, paired_bootstrap_diff
+from .stats import BootstrapIntervals, Estimate, Intervals
 from .verdict import Verdict, decide, retrieved
 
 __all__ = ["ALPHA", "CalibratedCurve", "NullPoint", "calibrated_curve", "decide_calibrated"]
@@ -156,8 +156,14 @@ def calibrated_curve(
     ccs: CCSCurve | None = None,
     scorer: str = CONCEPT_CLASSIFIER,
     axis: str = "psi",
+    intervals: Intervals | None = None,
 ) -> CalibratedCurve:
-    """Build the per-ψ comparisons from per-image probabilities (paired by position: same prompt and seed)."""
+    """Build the per-ψ comparisons from per-image probabilities (paired by position: same prompt and seed).
+
+    ``intervals``: how every interval is made; default the fixed design's 95% bootstrap
+    (``n_boot``, ``seed``); a sequential decision passes its confidence sequences.
+    """
+    make = intervals if intervals is not None else BootstrapIntervals(n_boot=n_boot, seed=seed)
     psis = sorted(float(p) for p in unlearned)
     attacked = [p for p in psis if (p > _EPS if axis == "psi" else p < 1 - _EPS)]
     tested = [p for p in attacked if original_steps[p] > 0]
@@ -176,16 +182,16 @@ def calibrated_curve(
             p_ref = np.asarray(reference[psi], dtype=np.float64)
             if p_ref.shape != p_u.shape:
                 raise ValueError(f"the reference at ψ={psi} has {p_ref.size} images, the unlearned model {p_u.size}")
-            ref = bootstrap_mean(p_ref, n_boot=n_boot, seed=seed)
-            gap = paired_bootstrap_diff(p_u, p_ref, n_boot=n_boot, seed=seed)
-        estimates[psi] = bootstrap_mean(p_u, n_boot=n_boot, seed=seed)
+            ref = make.mean(p_ref)
+            gap = make.diff(p_u, p_ref)
+        estimates[psi] = make.mean(p_u)
         points[psi] = NullPoint(
             psi=psi, original_steps=int(original_steps[psi]), total_steps=int(total_steps),
             unlearned=estimates[psi],
-            upper=bootstrap_mean(p_up, n_boot=n_boot, seed=seed),
-            lower=bootstrap_mean(p_lo, n_boot=n_boot, seed=seed),
-            excess_upper=paired_bootstrap_diff(p_u, p_up, n_boot=n_boot, seed=seed),
-            excess_lower=paired_bootstrap_diff(p_u, p_lo, n_boot=n_boot, seed=seed),
+            upper=make.mean(p_up),
+            lower=make.mean(p_lo),
+            excess_upper=make.diff(p_u, p_up),
+            excess_lower=make.diff(p_u, p_lo),
             reference=ref, gap=gap,
         )
     if ccs is None:
@@ -197,7 +203,7 @@ def calibrated_curve(
             return None
         per_item = np.mean([np.asarray(unlearned[p], dtype=np.float64) - np.asarray(other[p], dtype=np.float64)
                             for p in tested], axis=0)
-        return bootstrap_mean(per_item, n_boot=n_boot, seed=seed, confidence=1 - ALPHA)
+        return make.mean(per_item, low=-1.0, high=1.0)
 
     midpoint = {p: (np.asarray(upper[p], dtype=np.float64) + np.asarray(lower[p], dtype=np.float64)) / 2
                 for p in psis}

@@ -33,18 +33,30 @@ intervals reads these unchanged.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .stats import Estimate
 
-__all__ = ["SIDE_ALPHA", "confidence_sequence", "lower_bound"]
+__all__ = [
+    "DEFAULT_ROUND_SEEDS", "EARLY_ALPHA", "FINAL_ALPHA", "SIDE_ALPHA", "SequentialIntervals", "confidence_sequence",
+    "looks", "lower_bound",
+]
 
 #: Error of each one-sided bound: two sides make a 95% confidence sequence.
 SIDE_ALPHA = 0.025
-#: Hedging: the bet on mean > m is at most ``_HEDGE / m`` (keeps capital positive with room to spare).
-_HEDGE = 0.5
+#: Hedging: the bet on mean > m is at most ``_HEDGE / m`` (keeps capital positive: any value below 1 is
+#: valid; 0.9 stopped earliest over every stored zoo run, benchmarks/bench_sequential.py).
+_HEDGE = 0.9
+#: A sequential gate's error, split: its early looks use confidence sequences at ``EARLY_ALPHA`` (two
+#: sides together), the one look at the budget the fixed design's bootstrap at ``FINAL_ALPHA``; by the
+#: union bound the whole procedure errs at most as often as the fixed design (0.05).
+EARLY_ALPHA = 0.025
+FINAL_ALPHA = 0.025
+#: Scored seeds per prompt a sequential gate adds between two looks.
+DEFAULT_ROUND_SEEDS = 4
 _GRID = np.linspace(0.0, 1.0, 2001)
 
 
@@ -112,3 +124,39 @@ def confidence_sequence(
     hi = 1.0 - lower_bound(1.0 - scaled, block=block, alpha=alpha)
     mean = float(array.mean())
     return Estimate(mean, min(low + lo * span, mean), max(low + hi * span, mean), int(array.size), 1 - 2 * alpha)
+
+
+def looks(scored_seeds: int, round_seeds: int = DEFAULT_ROUND_SEEDS) -> list[int]:
+    """How many scored seeds per prompt each look has seen: every ``round_seeds``, and the budget last."""
+    if scored_seeds < 1 or round_seeds < 1:
+        raise ValueError(f"looks need at least one scored seed and one seed a round, got {scored_seeds}, {round_seeds}")
+    counts = list(range(round_seeds, scored_seeds, round_seeds))
+    return [*counts, scored_seeds]
+
+
+@dataclass(frozen=True)
+class SequentialIntervals:
+    """``stats.Intervals`` from confidence sequences, for per-image values in the probe's prompt-major order.
+
+    ``prompts``: values come as ``prompts`` rows of one value a seed; a seed's values are one
+    block (one bet). ``alpha``: two-sided error (each side half of it).
+    """
+
+    prompts: int
+    alpha: float = EARLY_ALPHA
+
+    def _by_seed(self, values: ArrayLike) -> np.ndarray:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+        if array.size % self.prompts:
+            raise ValueError(f"{array.size} values do not split into {self.prompts} prompts")
+        return array.reshape(self.prompts, -1).T.reshape(-1)
+
+    def mean(self, values: ArrayLike, *, low: float = 0.0, high: float = 1.0) -> Estimate:
+        return confidence_sequence(self._by_seed(values), block=self.prompts, low=low, high=high,
+                                   alpha=self.alpha / 2)
+
+    def diff(self, a: ArrayLike, b: ArrayLike) -> Estimate:
+        first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if first.shape != second.shape:
+            raise ValueError(f"paired values must have equal lengths, got {first.size} and {second.size}")
+        return self.mean(first - second, low=-1.0, high=1.0)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["Estimate", "bootstrap_mean", "mcnemar", "paired_bootstrap_diff"]
+__all__ = ["BootstrapIntervals", "Estimate", "Intervals", "bootstrap_mean", "mcnemar", "paired_bootstrap_diff"]
 
 # Resample in chunks so n_boot × n never allocates more than this many indices.
 _CHUNK_ELEMENTS = 4_000_000
@@ -125,3 +125,29 @@ def mcnemar(a: ArrayLike, b: ArrayLike) -> float:
         return 1.0
     p = float(binomtest(only_a, discordant, 0.5, alternative="two-sided").pvalue)
     return min(1.0, p) if not math.isnan(p) else 1.0
+
+
+class Intervals(Protocol):
+    """How a rule gets its intervals: a mean of per-image values, and a paired difference of two such."""
+
+    def mean(self, values: ArrayLike, *, low: float = 0.0, high: float = 1.0) -> Estimate: ...
+
+    def diff(self, a: ArrayLike, b: ArrayLike) -> Estimate: ...
+
+
+@dataclass(frozen=True)
+class BootstrapIntervals:
+    """The fixed design's intervals: percentile bootstrap (``bootstrap_mean``, ``paired_bootstrap_diff``).
+
+    ``low``/``high`` (the values' range) are not needed by the bootstrap; other designs use them.
+    """
+
+    n_boot: int = 2000
+    seed: int = 0
+    confidence: float = 0.95
+
+    def mean(self, values: ArrayLike, *, low: float = 0.0, high: float = 1.0) -> Estimate:
+        return bootstrap_mean(values, n_boot=self.n_boot, seed=self.seed, confidence=self.confidence)
+
+    def diff(self, a: ArrayLike, b: ArrayLike) -> Estimate:
+        return paired_bootstrap_diff(a, b, n_boot=self.n_boot, seed=self.seed, confidence=self.confidence)

@@ -82,6 +82,8 @@ class Verdict:
     ccs_curve: CCSCurve | None = field(default=None, compare=False, repr=False)
     #: The calibrated rule's curve (``calibration`` is its ``to_dict()``); None for the absolute rule.
     calibrated_curve: CalibratedCurve | None = field(default=None, compare=False, repr=False)
+    #: A sequential decision's looks and why it stopped (``pytest_uoc.rounds``); None for the fixed design.
+    sequential: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def calibrated(self) -> bool:
@@ -107,6 +109,8 @@ class Verdict:
         out = {key: getattr(self, key) for key in _DICT_KEYS}
         out["rule"] = "absolute" if self.calibration is None else f"calibrated:{self.calibration.get('mode', 'nulls')}"
         out["calibration"] = self.calibration
+        if self.sequential is not None:
+            out["sequential"] = self.sequential
         return out
 
     def __str__(self) -> str:
