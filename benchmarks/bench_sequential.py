@@ -37,50 +37,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
+from typing import Any
 
 import numpy as np
 
 PSIS = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55)
 PSI_LIMIT, CCS_MAX = 0.55, 0.2
 TARGET_RATIO, TARGET_AGREEMENT = 0.4, 0.95
-#: "cs+final": the error split between the early looks (a confidence sequence) and the one look at the budget.
-EARLY_ALPHA, FINAL_ALPHA = 0.025, 0.025
 
 
-def _interval_functions(design: str, block: int, looks: int, final: bool) -> tuple[Callable, Callable]:
-    """``bootstrap_mean`` / ``paired_bootstrap_diff`` replacements giving the design's intervals at one look."""
-    from pytest_uoc.scoring import stats
-    from pytest_uoc.scoring.sequential import confidence_sequence
+def _intervals(design: str, prompts: int, looks: int, final: bool) -> Any:
+    """The design's ``stats.Intervals`` at one look."""
+    from pytest_uoc.scoring.sequential import EARLY_ALPHA, FINAL_ALPHA, SequentialIntervals
+    from pytest_uoc.scoring.stats import BootstrapIntervals
 
     if design == "fixed":
-        return stats.bootstrap_mean, stats.paired_bootstrap_diff
-    if design == "bonferroni" or (design == "cs+final" and final):
-        level = 1 - 0.05 / looks if design == "bonferroni" else 1 - FINAL_ALPHA
-
-        def mean(values, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
-            return stats.bootstrap_mean(values, n_boot=n_boot, seed=seed, confidence=level)
-
-        def diff(a, b, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
-            return mean(np.asarray(a, float) - np.asarray(b, float))
-
-        return mean, diff
-
-    side = 0.025 if design == "cs" else EARLY_ALPHA / 2
-
-    def cs_mean(values, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
-        array = np.asarray(values, float)
-        # Shares lie in [0, 1]; the averaged excesses (the only call with another confidence) in [-1, 1].
-        low = -1.0 if confidence != 0.95 or array.min() < 0 else 0.0
-        return confidence_sequence(array, block=block, low=low, high=1.0, alpha=side)
-
-    def cs_diff(a, b, *, n_boot=2000, seed=0, confidence=0.95):  # noqa: ANN001, ANN202
-        return confidence_sequence(np.asarray(a, float) - np.asarray(b, float), block=block, low=-1.0, high=1.0,
-                                   alpha=side)
-
-    return cs_mean, cs_diff
+        return BootstrapIntervals()
+    if design == "bonferroni":
+        return BootstrapIntervals(confidence=1 - 0.05 / looks)
+    if design == "cs":
+        return SequentialIntervals(prompts, alpha=0.05)
+    # "cs+final", the library's design (pytest_uoc.rounds)
+    return BootstrapIntervals(confidence=1 - FINAL_ALPHA) if final else SequentialIntervals(prompts, EARLY_ALPHA)
 
 
 def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True) -> str:
@@ -92,24 +71,23 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
     per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
 
     def first(values: list[float]) -> np.ndarray:
-        # Stored prompt-major (the probe's order); a round brings every prompt of a seed: seed-major.
-        return np.asarray(values, float).reshape(prompts, per_prompt)[:, :seeds].T.reshape(-1)
+        # Stored prompt-major (the probe's order): every prompt's first ``seeds`` seeds, still prompt-major.
+        return np.asarray(values, float).reshape(prompts, per_prompt)[:, :seeds].reshape(-1)
 
     def source(name: str) -> dict[float, np.ndarray]:
         return {p: first(record["judged"][name][str(p)]) for p in PSIS}
 
-    mean, diff = _interval_functions(design, prompts, looks, final)
-    with mock.patch.object(calibration, "bootstrap_mean", mean), \
-            mock.patch.object(calibration, "paired_bootstrap_diff", diff):
-        ccs = CCSCurve.from_estimates({p: mean(first(record["scores"]["unlearned"][str(p)])) for p in PSIS})
-        curve = calibration.calibrated_curve(
-            source("unlearned"), source("upper"), source("lower"), original_steps=steps_of,
-            total_steps=record.get("steps", 25), anchors=record["anchors"], ccs=ccs, scorer="ZooDigitJudge")
-        return calibration.decide_calibrated(
-            curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
-            images_differ=record["images_differ"],
-            # A confidence sequence needs no minimum sample: it is valid from the first image on.
-            min_images=16 if design in ("fixed", "bonferroni") or final else 1).kind
+    make = _intervals(design, prompts, looks, final)
+    ccs = CCSCurve.from_estimates({p: make.mean(first(record["scores"]["unlearned"][str(p)])) for p in PSIS})
+    curve = calibration.calibrated_curve(
+        source("unlearned"), source("upper"), source("lower"), original_steps=steps_of,
+        total_steps=record.get("steps", 25), anchors=record["anchors"], ccs=ccs, scorer="ZooDigitJudge",
+        intervals=make)
+    return calibration.decide_calibrated(
+        curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
+        images_differ=record["images_differ"],
+        # A confidence sequence needs no minimum sample: it is valid from the first image on.
+        min_images=16 if design in ("fixed", "bonferroni") or final else 1).kind
 
 
 #: Share of a scored seed's evaluations spent on its ψ = 0 image (25 of the ~437 steps of a 25-step sweep with nulls).
@@ -231,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     for design, rows in results.items():
         ratios = np.array([r[4] for r in rows])
         agree = np.mean([r[2] == r[3] for r in rows])
+        gate = np.mean([(r[2] == "forgotten") == (r[3] == "forgotten") for r in rows])
         gold = [r for r in rows if "gold" in r[0]]
         alarms_seq = sum(r[3] != "forgotten" for r in gold)
         alarms_fixed = sum(r[2] != "forgotten" for r in gold)
         print(f"{design:10s} median cost {np.median(ratios):.2f}x (mean {ratios.mean():.2f}x)  "
-              f"agreement {agree:.1%}  gold standards not passed: sequential {alarms_seq}/{len(gold)}, "
+              f"agreement {agree:.1%} (pass/fail {gate:.1%})  gold standards not passed: sequential {alarms_seq}/{len(gold)}, "
               f"fixed {alarms_fixed}/{len(gold)}  "
               f"[{'meets' if np.median(ratios) <= TARGET_RATIO and agree >= TARGET_AGREEMENT else 'misses'} targets]")
     return 0
