@@ -150,7 +150,8 @@ def recompute(records: list[dict]) -> None:
         def values(kind: str, source: str, record: dict = record) -> dict[float, np.ndarray]:
             return {p: np.asarray(record[kind][source][str(p)]) for p in PSIS}
 
-        def calibrated(kind: str, with_reference: bool) -> dict:
+        def calibrated(kind: str, with_reference: bool, steps: dict = steps, timesteps: list = timesteps,
+                       ccs: CCSCurve = ccs, common: dict = common, record: dict = record) -> dict:
             curve = calibrated_curve(values(kind, "unlearned"), values(kind, "upper"), values(kind, "lower"),
                                      original_steps=steps, total_steps=len(timesteps), anchors=record["anchors"],
                                      reference=values(kind, "reference") if with_reference else None, ccs=ccs,
