@@ -101,11 +101,9 @@ def _costs(records: list[dict]) -> dict[str, tuple[float, float]]:
         cost = record.get("cost") or {}
         if record["concept"] in out or not cost.get("unet_evals"):
             continue
-        prompts = len(record["prompts"])
         scored = len(record["judged"]["unlearned"]["0.0"])
         train = 2 * scored * record.get("steps", 25)  # λO and λU of the training half (as many as scored)
         out[record["concept"]] = (train, (cost["unet_evals"] - train) / scored)
-        del prompts
     return out
 
 

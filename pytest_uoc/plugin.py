@@ -8,6 +8,7 @@ recorder of gates in ``session.py`` (both import it; neither imports this module
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -269,7 +270,7 @@ def _progress_sink(config: pytest.Config) -> Any:
     started = [False]
 
     def write(text: str) -> None:
-        guard = capture.global_and_fixture_disabled() if capture is not None else _no_guard()
+        guard = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
         with guard:
             # The line gets a row of its own: pytest's progress line is left as it was.
             writer.write(("\n" if not started[0] else "") + text)
@@ -287,12 +288,6 @@ def _on_terminal() -> bool:
     import sys
 
     return sys.__stdout__ is not None and sys.__stdout__.isatty()
-
-
-def _no_guard() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _with_progress(item: pytest.Item) -> Any:

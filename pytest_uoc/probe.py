@@ -52,6 +52,10 @@ class FewStepsWarning(UserWarning):
     """A ψ > 0 of the grid gives the original no step at this number of inference steps."""
 
 
+#: Mean absolute pixel difference above which λU "differs visibly" from λO.
+IMAGES_DIFFER_TOLERANCE = 0.02
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     """What a probe needs to know besides its models and concept."""
@@ -430,9 +434,13 @@ class Probe:
         limit = check_psi(psi_limit, name="psi")
         return sorted({p for p in self.settings.psis if p <= limit} | {0.0, limit})
 
-    def _images_differ(self, tolerance: float = 0.02) -> bool:
+    def mean_image_difference(self) -> torch.Tensor:
+        """Mean absolute pixel difference between λO and λU of the scored seeds (a 0-d tensor)."""
+        return (self.original_images - self.unlearned_images).abs().mean()
+
+    def _images_differ(self, tolerance: float = IMAGES_DIFFER_TOLERANCE) -> bool:
         """Whether λU differs visibly from λO (mean absolute pixel difference above ``tolerance``)."""
-        return bool((self.original_images - self.unlearned_images).abs().mean() > tolerance)
+        return bool(self.mean_image_difference() > tolerance)
 
     def retention(self, prompts: Sequence[str] | None = None, *, distance: str = "auto",
                   lpips_path: str | None = None) -> RetentionResult:

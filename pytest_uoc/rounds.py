@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import progress
+from .probe import IMAGES_DIFFER_TOLERANCE
 from .scoring.sequential import EARLY_ALPHA, FINAL_ALPHA, SequentialIntervals, looks
 from .scoring.stats import BootstrapIntervals
 
@@ -73,11 +74,10 @@ def _decide(probe: Probe, rounds: list[Probe], grid: list[float], psi_limit: flo
         anchors=probe.anchors, reference=reference, ccs=ccs, scorer=probe.concept_scorer, intervals=make)
     sizes = [len(r.eval_seeds) for r in rounds]
     heldout = sum(r.heldout_accuracy * n for r, n in zip(rounds, sizes, strict=True)) / sum(sizes)
-    difference = sum(float((r.original_images - r.unlearned_images).abs().mean()) * n
-                     for r, n in zip(rounds, sizes, strict=True)) / sum(sizes)
+    difference = sum(float(r.mean_image_difference()) * n for r, n in zip(rounds, sizes, strict=True)) / sum(sizes)
     extra: dict[str, Any] = {} if final else {"min_images": 1}  # a confidence sequence needs no minimum sample
     return decide_calibrated(curve, psi_limit=psi_limit, ccs_max=ccs_max, heldout_accuracy=heldout,
-                             accuracy_floor=probe.settings.accuracy_floor, images_differ=difference > 0.02,
+                             accuracy_floor=probe.settings.accuracy_floor, images_differ=difference > IMAGES_DIFFER_TOLERANCE,
                              steps_needed=probe.steps_needed(grid), **extra)
 
 
