@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from ..units import PAPER_PSI_GRID, check_psi, find_psi
-from ..units import PSI_TOLERANCE as _PSI_TOLERANCE  # noqa: F401 - the old private name, kept importable
 from .images import check_images
 from .stats import Estimate, bootstrap_mean
 
