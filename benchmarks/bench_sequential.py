@@ -15,9 +15,15 @@ Designs compared (same data, same rule, only the intervals differ):
 - ``bonferroni``: bootstrap intervals at level 1 − 0.05/K at K planned looks (valid for
   those looks only, not anytime).
 
-Cost: UNet evaluations per verdict, from the probe's own accounting: the classifier's
-training images (λO and λU of the training half, which a sequential design also needs)
-plus the scored seeds' sweeps and null finishes, per seed as measured in the stored run.
+- ``naive``: the fixed design's 95% bootstrap at every look (at least 16 images), NOT valid
+  (peeking inflates the error): an optimistic floor of what any valid design could cost with this
+  rule and these statistics.
+
+Cost: UNet evaluations per verdict counted from the schedule (``_item_costs``), as a cold run
+of one checkpoint pays them: the classifier's training images (λO and λU of the training half,
+which a sequential design also needs), and per scored prompt-seed the original's trajectory, the
+unlearned finish at every ψ and the two null finishes. (The stored runs' own counts depend on
+what an earlier model had cached, so they are not used.)
 
     python scripts/calibration.py --out runs/calibration --sets 5     # the stored runs (hours on a CPU)
     python benchmarks/bench_sequential.py runs/calibration --round 4
@@ -56,6 +62,8 @@ def _intervals(design: str, prompts: int, looks: int, final: bool) -> Any:
         return BootstrapIntervals()
     if design == "bonferroni":
         return BootstrapIntervals(confidence=1 - 0.05 / looks)
+    if design == "naive":  # the fixed design's interval at every look: NOT valid, an optimistic floor of cost
+        return BootstrapIntervals()
     if design == "cs":
         return SequentialIntervals(prompts, alpha=0.05)
     # "cs+final", the library's design (pytest_uoc.rounds)
@@ -87,24 +95,20 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
         curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
         images_differ=record["images_differ"],
         # A confidence sequence needs no minimum sample: it is valid from the first image on.
-        min_images=16 if design in ("fixed", "bonferroni") or final else 1).kind
+        min_images=16 if design in ("fixed", "bonferroni", "naive") or final else 1).kind
 
 
-#: Share of a scored seed's evaluations spent on its ψ = 0 image (25 of the ~437 steps of a 25-step sweep with nulls).
-PSI0_SHARE = 25 / 437
+def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
+    """UNet evaluations (per prompt-seed, per CFG row) of one verdict, counted from the schedule, not from a run.
 
-
-def _costs(records: list[dict]) -> dict[str, tuple[float, float]]:
-    """Per concept: (classifier training evaluations, evaluations per scored prompt-seed) from a run that paid them."""
-    out: dict[str, tuple[float, float]] = {}
-    for record in records:
-        cost = record.get("cost") or {}
-        if record["concept"] in out or not cost.get("unet_evals"):
-            continue
-        scored = len(record["judged"]["unlearned"]["0.0"])
-        train = 2 * scored * record.get("steps", 25)  # λO and λU of the training half (as many as scored)
-        out[record["concept"]] = (train, (cost["unet_evals"] - train) / scored)
-    return out
+    (training item, scored item with the whole sweep, scored item with the ψ = 0 image only). Counted as
+    a cold single-checkpoint run pays them: the classifier's λO and λU (two full runs), and per scored
+    item the original's trajectory (λO, which holds every hand-off), the unlearned model's finish at every
+    ψ of the grid and the two null finishes of the same hand-offs. Stored runs' own counts depend on what
+    an earlier model had already cached (the nulls, the original), so they are not used.
+    """
+    suffix = sum(steps - steps_of[p] for p in PSIS)  # every ψ's finish (ψ = 0: the whole run)
+    return 2 * steps, steps + 3 * suffix, steps
 
 
 CONCEPT_PROMPTS = {"three": ("a handwritten three", "the digit 3"),
@@ -170,16 +174,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
-    costs = _costs(records)
-    results: dict[str, list[tuple[str, int, str, str, float]]] = {"cs": [], "cs+final": [], "bonferroni": []}
+    results: dict[str, list[tuple[str, int, str, str, float]]] = {
+        "cs": [], "cs+final": [], "bonferroni": [], "naive": []}
     for record in records:
         scheduler.set_timesteps(record.get("steps", 25))
         timesteps = [float(t) for t in scheduler.timesteps]
         steps_of = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
         prompts = len(record["prompts"])
         per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
-        train, per_item = costs[record["concept"]]
-        full = train + per_item * prompts * per_prompt
+        train_item, sweep_item, alone_item = _item_costs(record.get("steps", 25), steps_of)
+        train = train_item * prompts * per_prompt  # the training half: as many seeds as the scored half
+        full = train + sweep_item * prompts * per_prompt
         fixed = _decide(record, per_prompt, "fixed", 1, steps_of)
         looks = list(range(args.round, per_prompt + 1, args.round))
         if not looks or looks[-1] != per_prompt:
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             kind, used, swept = "inconclusive", per_prompt, per_prompt
             for seeds in looks:
                 final = seeds == looks[-1]
-                if design == "bonferroni" and seeds * prompts < 16 and not final:
+                if design in ("bonferroni", "naive") and seeds * prompts < 16 and not final:
                     continue  # a bootstrap interval needs its minimum of images
                 kind = _decide(record, seeds, design, len(looks), steps_of, final)
                 if kind != "inconclusive":
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                     if kind == "not_erased":  # decided on the new seeds' ψ = 0 images alone: no sweep for them
                         swept = max([n for n in looks if n < seeds], default=0)
                     break
-            evals = train + per_item * prompts * swept + PSI0_SHARE * per_item * prompts * (used - swept)
+            evals = train + sweep_item * prompts * swept + alone_item * prompts * (used - swept)
             ratio = evals / full
             results[design].append((record["model"], record["set"], fixed, kind, ratio))
             print(f"{design:10s} {record['model']:22s} set {record['set']}  fixed {fixed:12s} sequential {kind:12s} "
