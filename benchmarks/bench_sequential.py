@@ -70,7 +70,8 @@ def _intervals(design: str, prompts: int, looks: int, final: bool) -> Any:
     return BootstrapIntervals(confidence=1 - FINAL_ALPHA) if final else SequentialIntervals(prompts, EARLY_ALPHA)
 
 
-def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True) -> str:
+def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True,
+            naive_min: int = 16) -> str:
     """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals."""
     from pytest_uoc.scoring import calibration
     from pytest_uoc.scoring.ccs import CCSCurve
@@ -95,7 +96,8 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
         curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
         images_differ=record["images_differ"],
         # A confidence sequence needs no minimum sample: it is valid from the first image on.
-        min_images=16 if design in ("fixed", "bonferroni", "naive") or final else 1).kind
+        min_images=(naive_min if design == "naive" and not final
+                    else 16 if design in ("fixed", "bonferroni") or final else 1)).kind
 
 
 def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=32, help="--live: seeds per prompt (default 32)")
     parser.add_argument("--steps", type=int, default=25, help="--live: inference steps (default 25)")
     parser.add_argument("--round", type=int, default=4, help="scored seeds per prompt added per look (default 4)")
+    parser.add_argument("--naive-min-images", type=int, default=16,
+                        help="the naive design's minimum images per interval before it may decide (default 16)")
     parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
     args = parser.parse_args(argv)
     if args.live:
@@ -193,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             kind, used, swept = "inconclusive", per_prompt, per_prompt
             for seeds in looks:
                 final = seeds == looks[-1]
-                if design in ("bonferroni", "naive") and seeds * prompts < 16 and not final:
+                if (design == "bonferroni" and seeds * prompts < 16
+                        or design == "naive" and seeds * prompts < args.naive_min_images) and not final:
                     continue  # a bootstrap interval needs its minimum of images
-                kind = _decide(record, seeds, design, len(looks), steps_of, final)
+                kind = _decide(record, seeds, design, len(looks), steps_of, final, args.naive_min_images)
                 if kind != "inconclusive":
                     used = swept = seeds
                     if kind == "not_erased":  # decided on the new seeds' ψ = 0 images alone: no sweep for them
