@@ -70,6 +70,14 @@ def _intervals(design: str, prompts: int, looks: int, final: bool) -> Any:
     return BootstrapIntervals(confidence=1 - FINAL_ALPHA) if final else SequentialIntervals(prompts, EARLY_ALPHA)
 
 
+def _min_images(design: str, final: bool, naive_min: int = 16) -> int:
+    """Images an interval needs before ``design`` may decide: the bootstrap's 16 (the naive design's own
+    minimum), while a confidence sequence is valid from the first image on."""
+    if final or design in ("fixed", "bonferroni"):
+        return 16
+    return naive_min if design == "naive" else 1
+
+
 def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True,
             naive_min: int = 16) -> str:
     """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals."""
@@ -95,22 +103,22 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
     return calibration.decide_calibrated(
         curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
         images_differ=record["images_differ"],
-        # A confidence sequence needs no minimum sample: it is valid from the first image on.
-        min_images=(naive_min if design == "naive" and not final
-                    else 16 if design in ("fixed", "bonferroni") or final else 1)).kind
+        min_images=_min_images(design, final, naive_min)).kind
 
 
 def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
     """UNet evaluations (per prompt-seed, per CFG row) of one verdict, counted from the schedule, not from a run.
 
-    (training item, scored item with the whole sweep, scored item with the ψ = 0 image only). Counted as
+    (training item, scored item with the whole sweep, scored item with the ψ = 0 check only). Counted as
     a cold single-checkpoint run pays them: the classifier's λO and λU (two full runs), and per scored
     item the original's trajectory (λO, which holds every hand-off), the unlearned model's finish at every
-    ψ of the grid and the two null finishes of the same hand-offs. Stored runs' own counts depend on what
-    an earlier model had already cached (the nulls, the original), so they are not used.
+    ψ of the grid and the two null finishes of the same hand-offs. The ψ = 0 check (``pytest_uoc.rounds``)
+    makes what the library makes for it: λO and λU (held-out accuracy, image difference) and both nulls
+    at ψ = 0, four full runs. Stored runs' own counts depend on what an earlier model had already cached
+    (the nulls, the original), so they are not used.
     """
     suffix = sum(steps - steps_of[p] for p in PSIS)  # every ψ's finish (ψ = 0: the whole run)
-    return 2 * steps, steps + 3 * suffix, steps
+    return 2 * steps, steps + 3 * suffix, 4 * steps
 
 
 CONCEPT_PROMPTS = {"three": ("a handwritten three", "the digit 3"),
@@ -181,12 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[tuple[str, int, str, str, float]]] = {
         "cs": [], "cs+final": [], "bonferroni": [], "naive": []}
     for record in records:
-        scheduler.set_timesteps(record.get("steps", 25))
+        steps = record.get("steps", 25)
+        scheduler.set_timesteps(steps)
         timesteps = [float(t) for t in scheduler.timesteps]
         steps_of = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
         prompts = len(record["prompts"])
         per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
-        train_item, sweep_item, alone_item = _item_costs(record.get("steps", 25), steps_of)
+        train_item, sweep_item, alone_item = _item_costs(steps, steps_of)
         train = train_item * prompts * per_prompt  # the training half: as many seeds as the scored half
         full = train + sweep_item * prompts * per_prompt
         fixed = _decide(record, per_prompt, "fixed", 1, steps_of)
@@ -197,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             kind, used, swept = "inconclusive", per_prompt, per_prompt
             for seeds in looks:
                 final = seeds == looks[-1]
-                if (design == "bonferroni" and seeds * prompts < 16
-                        or design == "naive" and seeds * prompts < args.naive_min_images) and not final:
+                if seeds * prompts < _min_images(design, final, args.naive_min_images):
                     continue  # a bootstrap interval needs its minimum of images
                 kind = _decide(record, seeds, design, len(looks), steps_of, final, args.naive_min_images)
                 if kind != "inconclusive":
