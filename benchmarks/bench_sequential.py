@@ -58,12 +58,10 @@ def _intervals(design: str, prompts: int, looks: int, final: bool) -> Any:
     from pytest_uoc.scoring.sequential import EARLY_ALPHA, FINAL_ALPHA, SequentialIntervals
     from pytest_uoc.scoring.stats import BootstrapIntervals
 
-    if design == "fixed":
+    if design in ("fixed", "naive"):  # naive: the fixed design's interval at every look (NOT valid, a floor of cost)
         return BootstrapIntervals()
     if design == "bonferroni":
         return BootstrapIntervals(confidence=1 - 0.05 / looks)
-    if design == "naive":  # the fixed design's interval at every look: NOT valid, an optimistic floor of cost
-        return BootstrapIntervals()
     if design == "cs":
         return SequentialIntervals(prompts, alpha=0.05)
     # "cs+final", the library's design (pytest_uoc.rounds)
@@ -206,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             kind, used, swept = "inconclusive", per_prompt, per_prompt
             for seeds in looks:
                 final = seeds == looks[-1]
-                if seeds * prompts < _min_images(design, final, args.naive_min_images):
+                if not final and seeds * prompts < _min_images(design, final, args.naive_min_images):
                     continue  # a bootstrap interval needs its minimum of images
                 kind = _decide(record, seeds, design, len(looks), steps_of, final, args.naive_min_images)
                 if kind != "inconclusive":
