@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from .units import BACKBONES, DEFAULT_PSIS, check_psi
 
 __all__ = [
     "MIN_SEEDS", "OPTIONS", "Option", "Settings", "check_marker_keywords", "check_output_dir", "check_output_file",
-    "check_seeds_for_prompts", "min_seeds", "parse_seeds", "resolve_settings",
+    "budget_seeds", "check_max_seeds", "check_seeds_for_prompts", "min_seeds", "parse_seeds", "resolve_settings",
 ]
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -211,6 +211,26 @@ def check_seeds_for_prompts(seeds: tuple[int, ...], n_prompts: int, *, where: st
         )
 
 
+def check_max_seeds(seeds: tuple[int, ...], max_seeds: int | None, *, where: str = "") -> None:
+    """Raise SettingError when a sequential gate's budget ``max_seeds`` is below the seeds it starts from."""
+    if max_seeds is not None and max_seeds < len(seeds):
+        raise SettingError(
+            f"{where}max_seeds={max_seeds} is below the {len(seeds)} seeds per prompt the gate starts from: "
+            f"the budget (--uoc-max-seeds) extends the seeds, so give at least {len(seeds)}, or fewer seeds"
+        )
+
+
+def budget_seeds(seeds: Sequence[int], max_seeds: int | None) -> list[int]:
+    """``seeds``, then the seeds after the largest, up to ``max_seeds`` in all (None: ``seeds`` as they are).
+
+    The extension is disjoint from ``seeds`` and fixed by them, so the same options spend the same seeds.
+    """
+    check_max_seeds(tuple(seeds), max_seeds)
+    extra = 0 if max_seeds is None else max_seeds - len(seeds)
+    start = max(seeds) + 1 if len(seeds) else 0
+    return [*seeds, *range(start, start + extra)]
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     seeds = parse_seeds(text)
     if len(set(seeds)) != len(seeds):
@@ -306,6 +326,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("sequential", _bool, False, "decide the calibrated gate in rounds of seeds and stop as soon as it is "
            "decided (confidence sequences; the seeds are the budget)"),
     Option("round_seeds", _int(1), 4, "scored seeds per prompt added per round of a sequential gate", metavar="N"),
+    Option("max_seeds", _int(1), None, "budget of a sequential gate, in seeds per prompt (training half included): "
+           "a gate still undecided at --uoc-seeds goes on with the seeds after the largest, up to N "
+           "(default: the --uoc-seeds count; at least that many)", metavar="N"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
     Option("report", check_output_file, None, "write a JSON report of every curve to PATH", metavar="PATH"),
     Option("artifacts", check_output_dir, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
@@ -383,6 +406,7 @@ class Settings:
     rule: str = "calibrated"
     sequential: bool = False
     round_seeds: int = 4
+    max_seeds: int | None = None
     accuracy_floor: float = 0.75
     report: str | None = None
     artifacts: str | None = None
@@ -451,4 +475,12 @@ def resolve_settings(
         else:
             values[option.name] = option.default
             sources[option.name] = "default"
+    if values["max_seeds"] is not None and sources["seeds"] != "default":  # else each marker's seeds are checked
+        try:
+            check_max_seeds(values["seeds"], values["max_seeds"])
+        except SettingError as exc:
+            option = _BY_NAME["max_seeds"]
+            source = sources["max_seeds"]
+            label = {"command line": flag_prefix + "max-seeds", "environment": option.env_var}.get(source, option.ini)
+            raise SettingError(f"{label} ({source}) = {values['max_seeds']}: {exc}") from None
     return Settings(**values, sources=sources)

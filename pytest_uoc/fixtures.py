@@ -109,7 +109,7 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
     ``zoo_original``: whether the original model is the zoo's (None: not known yet,
     the default-prompt check is left for later).
     """
-    from .config import SettingError, check_marker_keywords, check_seeds_for_prompts
+    from .config import SettingError, check_marker_keywords, check_max_seeds, check_seeds_for_prompts
 
     kwargs = dict(marker.kwargs)
     try:
@@ -154,6 +154,7 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
         seeds = effective.seeds if effective.explicit("seeds") or concept.seeds is None else concept.seeds
         source = "" if concept.seeds is None or effective.explicit("seeds") else "uoc_concept marker seeds: "
         check_seeds_for_prompts(tuple(seeds), len(concept.prompts), where=source)
+        check_max_seeds(tuple(seeds), effective.max_seeds, where=source)
     except SettingError as exc:
         raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
     return concept, extra

@@ -76,6 +76,9 @@ class ProbeSettings:
     #: stopping when decided (``pytest_uoc.rounds``); False: every seed, then decide (the fixed design).
     sequential: bool = False
     round_seeds: int = DEFAULT_ROUND_SEEDS
+    #: A sequential verdict's budget in seeds per prompt, training half included: undecided at ``seeds``, it goes
+    #: on with the seeds after the largest (``config.budget_seeds``). None: ``seeds`` are the budget.
+    max_seeds: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 4:
@@ -84,6 +87,12 @@ class ProbeSettings:
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {self.rule!r}")
         if isinstance(self.round_seeds, bool) or not isinstance(self.round_seeds, int) or self.round_seeds < 1:
             raise ValueError(f"round_seeds must be a positive number of seeds per prompt, got {self.round_seeds!r}")
+        if self.max_seeds is not None:
+            if isinstance(self.max_seeds, bool) or not isinstance(self.max_seeds, int):
+                raise TypeError(f"max_seeds must be a number of seeds per prompt or None, got {self.max_seeds!r}")
+            from .config import check_max_seeds
+
+            check_max_seeds(tuple(self.seeds), self.max_seeds)  # a ValueError naming both counts
 
 
 class Probe:
@@ -124,6 +133,13 @@ class Probe:
         self.bank = ImageBank(engine, list(concept.prompts), self.train_seeds, self.eval_seeds, self.anchors,
                               self.cost, reference_engine=reference_engine)
         self._warned_idle = False
+
+    @property
+    def budget_seeds(self) -> list[int]:
+        """The scored seeds a sequential verdict may spend: the scored half, then up to ``max_seeds`` more."""
+        from .config import budget_seeds
+
+        return budget_seeds(self.settings.seeds, self.settings.max_seeds)[len(self.train_seeds):]
 
     def scoring_round(self, seeds: Sequence[int]) -> Probe:
         """A probe of the same models that scores only ``seeds``: one round of a sequential verdict.

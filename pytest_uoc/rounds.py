@@ -12,8 +12,10 @@ calibrated one (``scoring.calibration``); only when it looks, and with which int
 - a round first makes only the unlearned model's own images (ψ = 0): with a judge, a model that
   draws the concept on its own is ``not_erased`` without any sweep or null finish;
 - a decided verdict (forgotten, concealed, not_erased) stops the probe; at the budget (every scored
-  seed) the fixed design's bootstrap decides at level ``FINAL_ALPHA`` and an undecided verdict is
-  ``inconclusive: more seeds needed``. The two error shares add up to the fixed design's 0.05.
+  seed; with ``max_seeds``, the seeds after the largest too, up to ``max_seeds`` per prompt in all,
+  training half included) the fixed design's bootstrap decides at level ``FINAL_ALPHA`` and an
+  undecided verdict is ``inconclusive: more seeds needed``. The two error shares add up to the fixed
+  design's 0.05.
 
 The verdict's ``sequential`` field records every look and why it stopped; the same seeds give the
 same looks and the same verdict, bit for bit.
@@ -84,7 +86,8 @@ def _decide(probe: Probe, rounds: list[Probe], grid: list[float], psi_limit: flo
 def sequential_verdict(probe: Probe, psi_limit: float, ccs_max: float) -> Verdict:
     """The calibrated verdict of ``probe`` at ``psi_limit``, decided in rounds (see the module docstring)."""
     grid = probe.verdict_grid(psi_limit)
-    budget = len(probe.eval_seeds)
+    seeds = probe.budget_seeds  # the scored half, then (max_seeds) the seeds after the largest
+    budget = len(seeds)
     counts = looks(budget, probe.settings.round_seeds)
     probe.classifier  # noqa: B018 - trained once, on the training half, before any look
     if probe.judge is None:
@@ -94,7 +97,7 @@ def sequential_verdict(probe: Probe, psi_limit: float, ccs_max: float) -> Verdic
     verdict: Verdict | None = None
     made = 0
     for number, count in enumerate(counts, start=1):
-        rounds.append(probe.scoring_round(probe.eval_seeds[made:count]))
+        rounds.append(probe.scoring_round(seeds[made:count]))
         made = count
         final = count == budget
         with progress.phase("sweeps", number):
@@ -114,9 +117,11 @@ def sequential_verdict(probe: Probe, psi_limit: float, ccs_max: float) -> Verdic
     record = {
         "design": "confidence sequences at every look, the fixed design's bootstrap at the budget",
         "round_seeds": probe.settings.round_seeds, "budget_seeds": budget,
+        "max_seeds": len(probe.train_seeds) + budget,
         "early_alpha": EARLY_ALPHA, "final_alpha": FINAL_ALPHA, "looks": history,
         "stopped": ("decided" if decided else "budget") + f" after {history[-1]['seeds_per_prompt']} of {budget} "
                    "scored seeds per prompt",
     }
-    reason = verdict.reason if decided else f"more seeds needed (budget of {budget} scored seeds spent): {verdict.reason}"
+    reason = verdict.reason if decided else (
+        f"more seeds needed (budget of {budget} scored seeds per prompt spent; raise --uoc-max-seeds): {verdict.reason}")
     return dataclasses.replace(verdict, reason=reason, sequential=record)
