@@ -104,6 +104,28 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
         min_images=_min_images(design, final, naive_min)).kind
 
 
+def _extended(record: dict, following: dict) -> dict:
+    """``record`` whose scored seeds go on with ``following``'s (the same case, the next disjoint seed set).
+
+    Every prompt's seeds stay together (prompt-major), the record's own first; the held-out accuracy
+    is the average of both classifiers' (the rule reads it; each set trained its own).
+    """
+    prompts = len(record["prompts"])
+
+    def joined(a: list[float], b: list[float]) -> list[float]:
+        left, right = np.asarray(a, float).reshape(prompts, -1), np.asarray(b, float).reshape(prompts, -1)
+        return np.concatenate([left, right], axis=1).reshape(-1).tolist()
+
+    out = dict(record)
+    out["judged"] = {name: {p: joined(v, following["judged"][name][p]) for p, v in values.items()}
+                     for name, values in record["judged"].items()}
+    out["scores"] = {name: {p: joined(v, following["scores"][name][p]) for p, v in values.items()}
+                     for name, values in record["scores"].items() if name in following["scores"]}
+    out["heldout_accuracy"] = (record["heldout_accuracy"] + following["heldout_accuracy"]) / 2
+    out["own_seeds"] = len(record["judged"]["unlearned"]["0.0"]) // prompts
+    return out
+
+
 def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
     """UNet evaluations (per prompt-seed, per CFG row) of one verdict, counted from the schedule, not from a run.
 
@@ -165,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-min-images", type=int, default=16,
                         help="the naive design's minimum images per interval before it may decide (default 16)")
     parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
+    parser.add_argument("--extend", action="store_true",
+                        help="replay --uoc-max-seeds 48: each case may go on with the next seed set's 16 scored "
+                             "seeds (disjoint, drawn the same way) when undecided at its own 16; cost and "
+                             "agreement still against the fixed 32-seed design on its own seeds")
     args = parser.parse_args(argv)
     if args.live:
         live(args.live, args.concept, args.seeds, args.steps)
@@ -183,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no stored runs in {args.runs}: run `python scripts/calibration.py --out {args.runs} --sets 5` first",
               file=sys.stderr)
         return 2
+    if args.extend:
+        by_case = {(r["concept"], r["model"], r["set"]): r for r in records}
+        pairs = [(r, by_case.get((r["concept"], r["model"], r["set"] + 1))) for r in records]
+        records = [_extended(r, nxt) for r, nxt in pairs if nxt is not None]
+        if not records:
+            print("--extend needs two consecutive seed sets of a model", file=sys.stderr)
+            return 2
     scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
     results: dict[str, list[tuple[str, int, str, str, float]]] = {
         "cs": [], "cs+final": [], "bonferroni": [], "naive": []}
@@ -192,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         timesteps = [float(t) for t in scheduler.timesteps]
         steps_of = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
         prompts = len(record["prompts"])
-        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
+        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts  # the budget of scored seeds
+        own = record.get("own_seeds", per_prompt)  # the fixed design's scored seeds (fewer with --extend)
         train_item, sweep_item, alone_item = _item_costs(steps, steps_of)
-        train = train_item * prompts * per_prompt  # the training half: as many seeds as the scored half
-        full = train + sweep_item * prompts * per_prompt
-        fixed = _decide(record, per_prompt, "fixed", 1, steps_of)
+        train = train_item * prompts * own  # the training half: as many seeds as the fixed design's scored half
+        full = train + sweep_item * prompts * own
+        fixed = _decide(record, own, "fixed", 1, steps_of)
         looks = list(range(args.round, per_prompt + 1, args.round))
         if not looks or looks[-1] != per_prompt:
             looks.append(per_prompt)

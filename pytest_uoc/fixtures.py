@@ -109,7 +109,12 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
     ``zoo_original``: whether the original model is the zoo's (None: not known yet,
     the default-prompt check is left for later).
     """
-    from .config import SettingError, check_marker_keywords, check_max_seeds, check_seeds_for_prompts
+    from .config import (
+        SettingError,
+        check_marker_keywords,
+        check_max_seeds,
+        check_seeds_for_prompts,
+    )
 
     kwargs = dict(marker.kwargs)
     try:
