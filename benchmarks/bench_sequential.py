@@ -27,6 +27,7 @@ what an earlier model had cached, so they are not used.)
 
     python scripts/calibration.py --out runs/calibration --sets 5     # the stored runs (hours on a CPU)
     python benchmarks/bench_sequential.py runs/calibration --round 4
+    python benchmarks/bench_sequential.py runs/calibration --round 4 --extend   # --uoc-max-seeds 48
     python benchmarks/bench_sequential.py --live digits-gold-red digits-esd-red --concept red   # the library's own
 
 ``--live`` runs the library's sequential verdict (``--uoc-sequential``, ``pytest_uoc.rounds``) and the
