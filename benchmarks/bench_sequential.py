@@ -146,7 +146,7 @@ CONCEPT_PROMPTS = {"three": ("a handwritten three", "the digit 3"),
                    "red": ("a red handwritten two", "a red handwritten seven", "a red digit")}
 
 
-def live(models: list[str], concept_name: str, seeds: int, steps: int) -> None:
+def live(models: list[str], concept_name: str, seeds: int, steps: int, max_seeds: int | None = None) -> None:
     """Both designs on the zoo, for real: verdicts, UNet evaluations, seconds."""
     import time
 
@@ -166,7 +166,8 @@ def live(models: list[str], concept_name: str, seeds: int, steps: int) -> None:
         figures = {}
         for sequential in (True, False):
             engine = PartialDiffusion(original, unlearned, num_inference_steps=steps, batch_size=32)
-            settings = ProbeSettings(seeds=tuple(range(seeds)), psis=PSIS, sequential=sequential)
+            settings = ProbeSettings(seeds=tuple(range(seeds)), psis=PSIS, sequential=sequential,
+                                     max_seeds=max_seeds if sequential else None)
             probe = Probe(concept, engine, settings, judge=zoo_digit_judge(concept_name))
             start = time.perf_counter()
             verdict = probe.verdict(PSI_LIMIT, CCS_MAX)
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concept", choices=sorted(CONCEPT_PROMPTS), default="three")
     parser.add_argument("--seeds", type=int, default=32, help="--live: seeds per prompt (default 32)")
     parser.add_argument("--steps", type=int, default=25, help="--live: inference steps (default 25)")
+    parser.add_argument("--max-seeds", type=int, default=None,
+                        help="--live: the sequential design's budget in seeds per prompt (--uoc-max-seeds)")
     parser.add_argument("--round", type=int, default=4, help="scored seeds per prompt added per look (default 4)")
     parser.add_argument("--naive-min-images", type=int, default=16,
                         help="the naive design's minimum images per interval before it may decide (default 16)")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                              "agreement still against the fixed 32-seed design on its own seeds")
     args = parser.parse_args(argv)
     if args.live:
-        live(args.live, args.concept, args.seeds, args.steps)
+        live(args.live, args.concept, args.seeds, args.steps, args.max_seeds)
         return 0
     if args.runs is None:
         parser.error("give the stored runs' folder, or --live MODEL ...")
