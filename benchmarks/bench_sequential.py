@@ -78,7 +78,7 @@ def _min_images(design: str, final: bool, naive_min: int = 16) -> int:
 
 
 def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True,
-            naive_min: int = 16) -> str:
+            naive_min: int = 16) -> Any:
     """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals."""
     from pytest_uoc.scoring import calibration
     from pytest_uoc.scoring.ccs import CCSCurve
@@ -102,7 +102,7 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
     return calibration.decide_calibrated(
         curve, psi_limit=PSI_LIMIT, ccs_max=CCS_MAX, heldout_accuracy=record["heldout_accuracy"],
         images_differ=record["images_differ"],
-        min_images=_min_images(design, final, naive_min)).kind
+        min_images=_min_images(design, final, naive_min))
 
 
 def _extended(record: dict, following: dict) -> dict:
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pytest_uoc import zoo
     from pytest_uoc.diffusion.schedule import split_steps
+    from pytest_uoc.rounds import settled
 
     files = sorted(args.runs.glob("*-set*-*.json")) + sorted(args.runs.glob("*-set*-digits.json"))
     records = [json.loads(path.read_text()) for path in dict.fromkeys(files)]
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         train_item, sweep_item, alone_item = _item_costs(steps, steps_of)
         train = train_item * prompts * own  # the training half: as many seeds as the fixed design's scored half
         full = train + sweep_item * prompts * own
-        fixed = _decide(record, own, "fixed", 1, steps_of)
+        fixed = _decide(record, own, "fixed", 1, steps_of).kind
         looks = list(range(args.round, per_prompt + 1, args.round))
         if not looks or looks[-1] != per_prompt:
             looks.append(per_prompt)
@@ -244,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 final = seeds == looks[-1]
                 if not final and seeds * prompts < _min_images(design, final, args.naive_min_images):
                     continue  # a bootstrap interval needs its minimum of images
-                kind = _decide(record, seeds, design, len(looks), steps_of, final, args.naive_min_images)
-                if kind != "inconclusive":
+                verdict = _decide(record, seeds, design, len(looks), steps_of, final, args.naive_min_images)
+                kind = verdict.kind
+                if kind != "inconclusive" and (final or settled(verdict, CCS_MAX)):  # the library's stopping rule
                     used = swept = seeds
                     if kind == "not_erased":  # decided on the new seeds' ψ = 0 images alone: no sweep for them
                         swept = max([n for n in looks if n < seeds], default=0)

@@ -39,9 +39,26 @@ if TYPE_CHECKING:
     from .probe import Probe
     from .scoring.verdict import Verdict
 
-__all__ = ["sequential_verdict"]
+__all__ = ["sequential_verdict", "settled"]
 
 _DECIDED = ("forgotten", "concealed", "not_erased")
+_WENT_ON = "concealed, but the model's own share at ψ = 0 may still prove above ccs_max (not_erased ranks first)"
+
+
+def settled(verdict: Verdict, ccs_max: float) -> bool:
+    """Whether an early look's verdict is final, so the probe may stop.
+
+    The rule ranks "draws the concept on its own" (``not_erased``) above ``concealed``: a look that
+    proves concealment while the model's own share at ψ = 0 could still prove above ``ccs_max`` goes on,
+    as later seeds may yet prove ``not_erased``; it stops once that share's upper bound is within
+    ``ccs_max``. ``forgotten`` and ``not_erased`` stop at once.
+    """
+    if verdict.kind == "concealed":
+        curve = verdict.calibrated_curve
+        if curve is None:
+            return True
+        return curve.at(curve.psis[0]).unlearned.high <= ccs_max
+    return verdict.kind in _DECIDED
 
 
 def _prompt_major(parts: Sequence[torch.Tensor], prompts: int) -> np.ndarray:
@@ -109,8 +126,10 @@ def sequential_verdict(probe: Probe, psi_limit: float, ccs_max: float) -> Verdic
                     history.append({"look": number, "seeds_per_prompt": count, "psis": [0.0], "kind": alone.kind})
                     break
             verdict = _decide(probe, rounds, grid, psi_limit, ccs_max, final)
-        history.append({"look": number, "seeds_per_prompt": count, "psis": grid, "kind": verdict.kind})
-        if verdict.kind in _DECIDED:
+        stops = final or settled(verdict, ccs_max)
+        history.append({"look": number, "seeds_per_prompt": count, "psis": grid, "kind": verdict.kind,
+                        **({} if stops or verdict.kind not in _DECIDED else {"went_on": _WENT_ON})})
+        if stops:
             break
     assert verdict is not None
     decided = verdict.kind in _DECIDED

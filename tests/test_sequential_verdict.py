@@ -163,3 +163,33 @@ def test_a_budget_below_the_seeds_is_a_usage_error(pytester: pytest.Pytester, ma
     result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def _with_share_at_zero(kind: str, high: float) -> Verdict:
+    from types import SimpleNamespace
+
+    from pytest_uoc.scoring.stats import Estimate
+
+    share = Estimate(mean=high / 2, low=0.0, high=high, n=8)
+    curve = SimpleNamespace(psis=[0.0, 0.55], at=lambda psi: SimpleNamespace(unlearned=share))
+    return Verdict(kind=kind, reason="scripted", psi_limit=0.55, ccs_max=0.2, heldout_accuracy=1.0,
+                   accuracy_floor=0.75, first_retrieving_psi=None, curve={}, calibrated_curve=curve)
+
+
+def test_concealed_stops_early_only_once_the_model_is_shown_not_to_draw_the_concept_alone():
+    assert rounds.settled(_with_share_at_zero("concealed", 0.15), 0.2)
+    assert not rounds.settled(_with_share_at_zero("concealed", 0.35), 0.2)  # not_erased may still be proven
+    assert rounds.settled(_with_share_at_zero("forgotten", 0.35), 0.2)
+    assert rounds.settled(_with_share_at_zero("not_erased", 0.9), 0.2)
+    assert not rounds.settled(_with_share_at_zero("inconclusive", 0.1), 0.2)
+
+
+def test_a_concealed_look_that_may_yet_prove_not_erased_goes_on_and_says_why(monkeypatch):
+    verdicts = iter([_with_share_at_zero("concealed", 0.35), _with_share_at_zero("concealed", 0.1)])
+    monkeypatch.setattr(rounds, "_decide", lambda *args, **kwargs: next(verdicts))
+    probe = _RoundsProbe(ProbeSettings(seeds=tuple(range(32)), sequential=True, round_seeds=4))
+    verdict = rounds.sequential_verdict(probe, 0.55, 0.2)
+    looks = verdict.sequential["looks"]
+    assert [look["kind"] for look in looks] == ["concealed", "concealed"] and len(probe.rounds) == 2
+    assert "not_erased ranks first" in looks[0]["went_on"] and "went_on" not in looks[1]
+    assert verdict.sequential["stopped"] == "decided after 8 of 16 scored seeds per prompt"
