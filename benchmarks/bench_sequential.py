@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-min-images", type=int, default=16,
                         help="the naive design's minimum images per interval before it may decide (default 16)")
     parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
+    parser.add_argument("--first-set", type=int, default=0, help="use seed sets from this one on (default 0)")
     parser.add_argument("--extend", action="store_true",
                         help="replay --uoc-max-seeds 48: each case may go on with the next seed set's 16 scored "
                              "seeds (disjoint, drawn the same way) when undecided at its own 16; cost and "
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     files = sorted(args.runs.glob("*-set*-*.json")) + sorted(args.runs.glob("*-set*-digits.json"))
     records = [json.loads(path.read_text()) for path in dict.fromkeys(files)]
-    records = [r for r in records if r.get("judged") and r["set"] < args.sets]
+    records = [r for r in records if r.get("judged") and args.first_set <= r["set"] < args.sets]
     if not records:
         print(f"no stored runs in {args.runs}: run `python scripts/calibration.py --out {args.runs} --sets 5` first",
               file=sys.stderr)
