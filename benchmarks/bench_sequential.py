@@ -28,6 +28,7 @@ what an earlier model had cached, so they are not used.)
     python scripts/calibration.py --out runs/calibration --sets 5     # the stored runs (hours on a CPU)
     python benchmarks/bench_sequential.py runs/calibration --round 4
     python benchmarks/bench_sequential.py runs/calibration --round 4 --extend   # --uoc-max-seeds 48
+    python benchmarks/bench_sequential.py runs/calibration --compare-bootstraps   # images vs seeds resampled
     python benchmarks/bench_sequential.py --live digits-gold-red digits-esd-red --concept red   # the library's own
 
 ``--live`` runs the library's sequential verdict (``--uoc-sequential``, ``pytest_uoc.rounds``) and the
@@ -42,8 +43,10 @@ false alarms on the gold standards.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +130,46 @@ def _extended(record: dict, following: dict) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class _SeedBootstrap:
+    """The fixed design's percentile bootstrap over seed means (each seed's mean over the prompts)."""
+
+    prompts: int
+
+    def mean(self, values: Any, *, low: float = 0.0, high: float = 1.0) -> Any:
+        from pytest_uoc.scoring.stats import bootstrap_mean
+
+        array = np.asarray(values, float)
+        return dataclasses.replace(bootstrap_mean(array.reshape(self.prompts, -1).mean(axis=0)), n=array.size)
+
+    def diff(self, a: Any, b: Any) -> Any:
+        return self.mean(np.asarray(a, float) - np.asarray(b, float))
+
+
+def compare_bootstraps(records: list[dict], steps_of_record: Any) -> None:
+    """The fixed design decided with its image bootstrap and with a bootstrap over seed means."""
+    global _intervals
+    by_images = _intervals
+    ratios = []
+    for record in records:
+        steps_of = steps_of_record(record)
+        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // len(record["prompts"])
+        _intervals = by_images
+        images = _decide(record, per_prompt, "fixed", 1, steps_of)
+        _intervals = lambda design, prompts, looks, final: _SeedBootstrap(prompts)  # noqa: E731
+        seeds = _decide(record, per_prompt, "fixed", 1, steps_of)
+        _intervals = by_images
+        a, b = images.calibrated_curve.overall_midpoint, seeds.calibrated_curve.overall_midpoint
+        ratios.append((b.high - b.low) / max(1e-12, a.high - a.low))
+        if images.kind != seeds.kind:
+            print(f"{record['concept']:6s} {record['model']:22s} set {record['set']}  {images.kind} -> {seeds.kind}  "
+                  f"(midpoint test {a} -> {b})")
+    ratios_array = np.array(ratios)
+    print(f"{len(records)} cases: seed-bootstrap / image-bootstrap width of the concealment test: median "
+          f"{np.median(ratios_array):.2f}, range {ratios_array.min():.2f}-{ratios_array.max():.2f}, "
+          f"above 1 in {np.mean(ratios_array > 1):.0%} of cases")
+
+
 def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
     """UNet evaluations (per prompt-seed, per CFG row) of one verdict, counted from the schedule, not from a run.
 
@@ -192,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the naive design's minimum images per interval before it may decide (default 16)")
     parser.add_argument("--sets", type=int, default=99, help="use seed sets 0..N-1 only")
     parser.add_argument("--first-set", type=int, default=0, help="use seed sets from this one on (default 0)")
+    parser.add_argument("--compare-bootstraps", action="store_true",
+                        help="decide the fixed design with its image bootstrap and with a bootstrap over seed means")
     parser.add_argument("--extend", action="store_true",
                         help="replay --uoc-max-seeds 48: each case may go on with the next seed set's 16 scored "
                              "seeds (disjoint, drawn the same way) when undecided at its own 16; cost and "
@@ -223,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             print("--extend needs two consecutive seed sets of a model", file=sys.stderr)
             return 2
     scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
+    if args.compare_bootstraps:
+        def steps_of_record(record: dict) -> dict[float, int]:
+            scheduler.set_timesteps(record.get("steps", 25))
+            timesteps = [float(t) for t in scheduler.timesteps]
+            return {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
+
+        compare_bootstraps(records, steps_of_record)
+        return 0
     results: dict[str, list[tuple[str, int, str, str, float]]] = {
         "cs": [], "cs+final": [], "bonferroni": [], "naive": []}
     for record in records:
