@@ -327,8 +327,8 @@ OPTIONS: tuple[Option, ...] = (
            "decided (confidence sequences; the seeds are the budget)"),
     Option("round_seeds", _int(1), 4, "scored seeds per prompt added per round of a sequential gate", metavar="N"),
     Option("max_seeds", _int(1), None, "budget of a sequential gate, in seeds per prompt (training half included): "
-           "a gate still undecided at --uoc-seeds goes on with the seeds after the largest, up to N "
-           "(default: the --uoc-seeds count; at least that many)", metavar="N"),
+           "a gate still undecided after its seeds goes on with the seeds after the largest, up to N "
+           "(default: as many as the seeds; at least that many)", metavar="N"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
     Option("report", check_output_file, None, "write a JSON report of every curve to PATH", metavar="PATH"),
     Option("artifacts", check_output_dir, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
