@@ -81,8 +81,9 @@ def _min_images(design: str, final: bool, naive_min: int = 16) -> int:
 
 
 def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[float, int], final: bool = True,
-            naive_min: int = 16) -> Any:
-    """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals."""
+            naive_min: int = 16, intervals: Any = None) -> Any:
+    """The verdict from the first ``seeds`` scored seeds of ``record`` under ``design``'s intervals
+    (or ``intervals``, when given)."""
     from pytest_uoc.scoring import calibration
     from pytest_uoc.scoring.ccs import CCSCurve
 
@@ -96,7 +97,7 @@ def _decide(record: dict, seeds: int, design: str, looks: int, steps_of: dict[fl
     def source(name: str) -> dict[float, np.ndarray]:
         return {p: first(record["judged"][name][str(p)]) for p in PSIS}
 
-    make = _intervals(design, prompts, looks, final)
+    make = intervals if intervals is not None else _intervals(design, prompts, looks, final)
     ccs = CCSCurve.from_estimates({p: make.mean(first(record["scores"]["unlearned"][str(p)])) for p in PSIS})
     curve = calibration.calibrated_curve(
         source("unlearned"), source("upper"), source("lower"), original_steps=steps_of,
@@ -137,28 +138,24 @@ class _SeedBootstrap:
     prompts: int
 
     def mean(self, values: Any, *, low: float = 0.0, high: float = 1.0) -> Any:
+        from pytest_uoc.scoring.sequential import seed_means
         from pytest_uoc.scoring.stats import bootstrap_mean
 
-        array = np.asarray(values, float)
-        return dataclasses.replace(bootstrap_mean(array.reshape(self.prompts, -1).mean(axis=0)), n=array.size)
+        return dataclasses.replace(bootstrap_mean(seed_means(values, self.prompts)), n=np.asarray(values).size)
 
     def diff(self, a: Any, b: Any) -> Any:
         return self.mean(np.asarray(a, float) - np.asarray(b, float))
 
 
-def compare_bootstraps(records: list[dict], steps_of_record: Any) -> None:
+def compare_bootstraps(records: list[dict], scheduler: Any) -> None:
     """The fixed design decided with its image bootstrap and with a bootstrap over seed means."""
-    global _intervals
-    by_images = _intervals
     ratios = []
     for record in records:
-        steps_of = steps_of_record(record)
-        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // len(record["prompts"])
-        _intervals = by_images
+        steps_of = _steps_of(scheduler, record)
+        prompts = len(record["prompts"])
+        per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts
         images = _decide(record, per_prompt, "fixed", 1, steps_of)
-        _intervals = lambda design, prompts, looks, final: _SeedBootstrap(prompts)  # noqa: E731
-        seeds = _decide(record, per_prompt, "fixed", 1, steps_of)
-        _intervals = by_images
+        seeds = _decide(record, per_prompt, "fixed", 1, steps_of, intervals=_SeedBootstrap(prompts))
         a, b = images.calibrated_curve.overall_midpoint, seeds.calibrated_curve.overall_midpoint
         ratios.append((b.high - b.low) / max(1e-12, a.high - a.low))
         if images.kind != seeds.kind:
@@ -168,6 +165,15 @@ def compare_bootstraps(records: list[dict], steps_of_record: Any) -> None:
     print(f"{len(records)} cases: seed-bootstrap / image-bootstrap width of the concealment test: median "
           f"{np.median(ratios_array):.2f}, range {ratios_array.min():.2f}-{ratios_array.max():.2f}, "
           f"above 1 in {np.mean(ratios_array > 1):.0%} of cases")
+
+
+def _steps_of(scheduler: Any, record: dict) -> dict[float, int]:
+    """The original's steps before the hand-off at every ψ of the grid, for ``record``'s step count."""
+    from pytest_uoc.diffusion.schedule import split_steps
+
+    scheduler.set_timesteps(record.get("steps", 25))
+    timesteps = [float(t) for t in scheduler.timesteps]
+    return {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
 
 
 def _item_costs(steps: int, steps_of: dict[float, int]) -> tuple[int, int, int]:
@@ -250,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import DDIMScheduler
 
     from pytest_uoc import zoo
-    from pytest_uoc.diffusion.schedule import split_steps
     from pytest_uoc.rounds import settled
 
     files = sorted(args.runs.glob("*-set*-*.json")) + sorted(args.runs.glob("*-set*-digits.json"))
@@ -269,20 +274,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
     if args.compare_bootstraps:
-        def steps_of_record(record: dict) -> dict[float, int]:
-            scheduler.set_timesteps(record.get("steps", 25))
-            timesteps = [float(t) for t in scheduler.timesteps]
-            return {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
-
-        compare_bootstraps(records, steps_of_record)
+        compare_bootstraps(records, scheduler)
         return 0
     results: dict[str, list[tuple[str, int, str, str, float]]] = {
         "cs": [], "cs+final": [], "bonferroni": [], "naive": []}
     for record in records:
         steps = record.get("steps", 25)
-        scheduler.set_timesteps(steps)
-        timesteps = [float(t) for t in scheduler.timesteps]
-        steps_of = {p: split_steps(p, timesteps, 1000).handoff for p in PSIS}
+        steps_of = _steps_of(scheduler, record)
         prompts = len(record["prompts"])
         per_prompt = len(record["judged"]["unlearned"]["0.0"]) // prompts  # the budget of scored seeds
         own = record.get("own_seeds", per_prompt)  # the fixed design's scored seeds (fewer with --extend)

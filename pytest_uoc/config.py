@@ -452,12 +452,17 @@ def resolve_settings(
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    def named(option: Option, source: str) -> str:
+        """How an error names where the value came from: the flag, the variable or the ini key."""
+        return {"command line": flag_prefix + option.name.replace("_", "-"),
+                "environment": option.env_var, "ini": option.ini}[source]
+
     for option in OPTIONS:
-        flag = flag_prefix + option.name.replace("_", "-")
-        candidates = [("command line", flag, cli.get(option.name))]
+        raws = [("command line", cli.get(option.name))]
         if option.env:
-            candidates.append(("environment", option.env_var, environ.get(option.env_var)))
-        candidates.append(("ini", option.ini, ini.get(option.name)))
+            raws.append(("environment", environ.get(option.env_var)))
+        raws.append(("ini", ini.get(option.name)))
+        candidates = [(source, named(option, source), raw) for source, raw in raws]
         for source, label, raw in candidates:
             if raw is None or raw == "" or raw is False and source != "command line":
                 continue
@@ -479,8 +484,6 @@ def resolve_settings(
         try:
             check_max_seeds(values["seeds"], values["max_seeds"])
         except SettingError as exc:
-            option = _BY_NAME["max_seeds"]
             source = sources["max_seeds"]
-            label = {"command line": flag_prefix + "max-seeds", "environment": option.env_var}.get(source, option.ini)
-            raise SettingError(f"{label} ({source}) = {values['max_seeds']}: {exc}") from None
+            raise SettingError(f"{named(_BY_NAME['max_seeds'], source)} ({source}) = {values['max_seeds']}: {exc}") from None
     return Settings(**values, sources=sources)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .concept import Concept
-from .config import Settings, check_max_seeds, check_seeds_for_prompts
+from .config import Settings, check_seeds_for_prompts
 
 __all__ = [
     "MIX_SETTING", "build_probe", "default_judge", "load_original", "load_unlearned", "probe_seeds",
@@ -88,7 +88,6 @@ def build_probe(concept: Concept, original: Any, unlearned: Any, reference: Any 
     """
     seeds = probe_seeds(concept, settings)
     check_seeds_for_prompts(seeds, len(concept.prompts))
-    check_max_seeds(seeds, settings.max_seeds)
     from .diffusion import PartialDiffusion
     from .probe import Probe, ProbeSettings
     from .stores import TrajectoryCache

@@ -43,7 +43,7 @@ from .stats import Estimate
 
 __all__ = [
     "DEFAULT_ROUND_SEEDS", "EARLY_ALPHA", "FINAL_ALPHA", "SIDE_ALPHA", "SequentialIntervals", "confidence_sequence",
-    "looks", "lower_bound",
+    "looks", "lower_bound", "seed_means",
 ]
 
 #: Error of each one-sided bound: two sides make a 95% confidence sequence.
@@ -140,6 +140,14 @@ def looks(scored_seeds: int, round_seeds: int = DEFAULT_ROUND_SEEDS) -> list[int
     return [*counts, scored_seeds]
 
 
+def seed_means(values: ArrayLike, prompts: int) -> np.ndarray:
+    """Each seed's mean over the prompts, from per-image values in the probe's prompt-major order."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size % prompts:
+        raise ValueError(f"{array.size} values do not split into {prompts} prompts")
+    return array.reshape(prompts, -1).mean(axis=0)
+
+
 @dataclass(frozen=True)
 class SequentialIntervals:
     """``stats.Intervals`` from confidence sequences, for per-image values in the probe's prompt-major order.
@@ -152,16 +160,10 @@ class SequentialIntervals:
     prompts: int
     alpha: float = EARLY_ALPHA
 
-    def _by_seed(self, values: ArrayLike) -> np.ndarray:
-        array = np.asarray(values, dtype=np.float64).reshape(-1)
-        if array.size % self.prompts:
-            raise ValueError(f"{array.size} values do not split into {self.prompts} prompts")
-        return array.reshape(self.prompts, -1).T.reshape(-1)
-
     def mean(self, values: ArrayLike, *, low: float = 0.0, high: float = 1.0) -> Estimate:
-        seed_means = self._by_seed(values).reshape(-1, self.prompts).mean(axis=1)
-        estimate = confidence_sequence(seed_means, block=1, low=low, high=high, alpha=self.alpha / 2)
-        return dataclasses.replace(estimate, n=seed_means.size * self.prompts)
+        means = seed_means(values, self.prompts)
+        estimate = confidence_sequence(means, low=low, high=high, alpha=self.alpha / 2)
+        return dataclasses.replace(estimate, n=means.size * self.prompts)
 
     def diff(self, a: ArrayLike, b: ArrayLike) -> Estimate:
         first, second = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
