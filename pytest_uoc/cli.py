@@ -186,11 +186,17 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
          progress: _Progress) -> int:
     from .session import UocSession
 
-    session = UocSession(settings=settings, rootdir=_rootdir())
-    if args.cache_clear:
-        from .cache import clear_cache
+    from .cache import NotACacheError, clear_cache
 
-        clear_cache(session.cache_dir)
+    session = UocSession(settings=settings, rootdir=_rootdir())
+    try:
+        if args.cache_clear or settings.cache_clear:  # --cache-clear or UOC_CACHE_CLEAR
+            removed, freed = clear_cache(session.cache_dir)
+            print(f"cache: cleared {session.cache_dir} ({removed} file(s), {freed / 1e6:.1f} MB of pytest-uoc's "
+                  "entries; nothing else touched)")
+        session.open_cache()
+    except NotACacheError as exc:
+        return _fail(f"--cache-dir: {exc}")
     start = time.perf_counter()
     original, unlearned, reference = settings.original, settings.unlearned, settings.reference
     progress.set("loading models")

@@ -20,8 +20,17 @@ def read_prompt_file(path: str | Path) -> tuple[str, ...]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"prompt file does not exist: {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"prompt file {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         "expected one prompt per line") from None
+    except OSError as exc:
+        raise ValueError(f"prompt file {file} cannot be read: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise ValueError(f"prompt file {file} holds NUL bytes (a binary file?); expected one prompt per line")
     prompts = tuple(
-        line.strip() for line in file.read_text(encoding="utf-8").splitlines()
+        line.strip() for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     )
     if not prompts:
@@ -58,6 +67,19 @@ def default_prompts(name: str) -> tuple[str, ...]:
         return (name,)
 
 
+def _check_distinct(prompts: Sequence[Any], *, what: str) -> None:
+    """Raise ValueError for an empty prompt or one given twice (its images would count twice)."""
+    seen: dict[str, str] = {}
+    for prompt in prompts:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{what}: every prompt must be a non-empty string, got {prompt!r}")
+        key = " ".join(prompt.lower().split())  # the tokenizer ignores case and spacing
+        if key in seen:
+            raise ValueError(f"{what}: {prompt!r} is given twice (as {seen[key]!r}); each prompt's images would "
+                             "count twice and get round the seed minimum: list each prompt once")
+        seen[key] = prompt
+
+
 @dataclass(frozen=True)
 class Concept:
     """What one test probes: the concept, its prompts, and retain prompts.
@@ -78,8 +100,13 @@ class Concept:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"a concept needs a non-empty name, got {self.name!r}")
+        if isinstance(self.prompts, str):
+            object.__setattr__(self, "prompts", (self.prompts,))
         if not self.prompts:
             raise ValueError(f"concept {self.name!r} has no prompts")
+        _check_distinct(self.prompts, what=f"concept {self.name!r} prompts")
+        if self.retain:
+            _check_distinct(self.retain, what=f"concept {self.name!r} retain prompts")
         if isinstance(self.words, str):
             object.__setattr__(self, "words", (self.words,))
         if self.anchors is not None:
@@ -128,6 +155,13 @@ class Concept:
             except SettingError as exc:
                 raise ValueError(f"uoc_concept seeds={seeds!r}: {exc}") from None
         anchors = kwargs.get("anchor")
+        if isinstance(anchors, str):  # as the option: one anchor, or one per prompt separated by ';'
+            from .config import SettingError, parse_anchors
+
+            try:
+                anchors = parse_anchors(anchors)
+            except SettingError as exc:
+                raise ValueError(f"uoc_concept anchor={anchors!r}: {exc}") from None
         words = kwargs.get("concept_words", ())
         return cls(args[0], prompts, retain, seeds, anchors, tuple([words] if isinstance(words, str) else words))
 

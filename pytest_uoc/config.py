@@ -8,14 +8,17 @@ option, the value and what is allowed, before any test runs. No torch here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .cache import output_target
 from .units import BACKBONES, DEFAULT_PSIS, check_psi
 
 __all__ = [
@@ -36,14 +39,24 @@ class SettingError(ValueError):
     """A bad setting value; the plugin turns it into a pytest.UsageError."""
 
 
-def _int(minimum: int) -> Callable[[str], int]:
+#: The most inference steps: Stable Diffusion's schedulers have 1000 training timesteps, and a
+#: schedule cannot have more steps than that (diffusers fails only once the models are loaded).
+MAX_STEPS = 1000
+#: The most seeds per prompt (each seed is at least one image per ψ; far beyond any useful gate).
+MAX_SEEDS = 100_000
+
+
+def _int(minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    expected += f" ({why})" if why else ""
+
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
         except ValueError:
-            raise SettingError(f"expected an integer >= {minimum}") from None
-        if value < minimum:
-            raise SettingError(f"expected an integer >= {minimum}")
+            raise SettingError(f"expected {expected}") from None
+        if value < minimum or maximum is not None and value > maximum:
+            raise SettingError(f"expected {expected}")
         return value
 
     return parse
@@ -122,15 +135,33 @@ def _writable_folder(folder: Path) -> None:
         raise SettingError(f"{probe} is a file, so nothing can be created under it; choose another place")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise SettingError(f"{probe} is not writable; choose a writable place")
+    # Permission bits are not the whole truth (root passes them everywhere, /proc and read-only
+    # mounts refuse anyway): create and remove a file where the output will go, now, before any work.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".uoc-write-check.", dir=str(probe))
+    except OSError as exc:
+        raise SettingError(f"nothing can be written in {probe} ({exc.strerror or exc}); choose a writable "
+                           "place") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def check_output_file(text: Any) -> str:
-    """A file path that can be written (its folder exists or can be created); the path as given."""
+    """A file path that can be written (its folder exists or can be created); the path as given.
+
+    An existing path must be a regular file (or a symlink to one, which is then written
+    through): a device, a fifo or a socket is refused, never replaced.
+    """
     value = _path(text)
     path = Path(value).expanduser()
     if path.is_dir() or value.endswith(("/", os.sep)):
         raise SettingError(f"{value} names a folder; give a file path such as {Path(value) / 'uoc-report.json'}")
-    _writable_folder(path.parent)
+    try:
+        target = output_target(path)
+    except OSError as exc:
+        raise SettingError(str(exc)) from None
+    _writable_folder(target.parent)
     return value
 
 
@@ -153,23 +184,42 @@ def parse_seeds(text: Any) -> tuple[int, ...]:
         return tuple(values)
     value = str(text).strip()
     try:
+        return _parse_seed_text(value)
+    except _TooManySeeds as exc:
+        raise SettingError(f"{exc.args[0]} seeds per prompt; expected at most {MAX_SEEDS} (each seed is one image "
+                           "per prompt and ψ)") from None
+
+
+def _parse_seed_text(value: str) -> tuple[int, ...]:
+    try:
         if re.fullmatch(r"\d+", value):
             count = int(value)
             if count < 1:
                 raise SettingError("expected at least one seed")
-            return tuple(range(count))
+            return tuple(range(_check_seed_count(count)))
         match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", value)
         if match:
             low, high = int(match[1]), int(match[2])
             if high < low:
                 raise SettingError("expected A-B with A <= B")
-            return tuple(range(low, high + 1))
+            return tuple(range(low, low + _check_seed_count(high - low + 1)))
         seeds = tuple(int(part) for part in value.split(",") if part.strip())
     except ValueError:
         seeds = ()
     if len(seeds) < 2 or any(s < 0 for s in seeds):
         raise SettingError("expected N (seeds 0..N-1), A-B, or a comma-separated list of non-negative integers")
+    _check_seed_count(len(seeds))
     return seeds
+
+
+class _TooManySeeds(Exception):
+    """Raised inside ``parse_seeds``'s number parsing, turned into a SettingError outside it."""
+
+
+def _check_seed_count(count: int) -> int:
+    if count > MAX_SEEDS:
+        raise _TooManySeeds(count)
+    return count
 
 
 #: What the seeds must feed (the probe gives the first half of the seeds to the
@@ -252,10 +302,13 @@ def _psis(text: str) -> tuple[float, ...]:
         values = ()
     if not values:
         raise SettingError("expected a comma-separated list of numbers in [0, 1]")
+    if all(v in (0.0, 1.0) for v in values):
+        raise SettingError("the grid has no ψ strictly between 0 and 1, so it tests no hand-off; a decimal comma "
+                           "('0,1') reads as two values: write 0.1, and separate values with commas")
     return values
 
 
-def _anchors(text: str) -> tuple[str, ...]:
+def parse_anchors(text: str) -> tuple[str, ...]:
     """Anchor prompts: one for every concept prompt, or ';'-separated, one per prompt (checked per concept)."""
     parts = tuple(part.strip() for part in str(text).split(";"))
     if not parts or any(not part for part in parts):
@@ -309,7 +362,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("reference", _location, None, "gold-standard model that never learned the concept (optional)", metavar="LOCATION"),
     Option("device", _device, "auto", "auto, cpu, cuda or cuda:N (cpu runs gpu-marked tests on the CPU on purpose)"),
     Option("dtype", _choice(DTYPES), "auto", "auto (float16 on CUDA, float32 on the CPU), float32, float16, bfloat16"),
-    Option("steps", _int(1), 50, "inference steps per image", metavar="N"),
+    Option("steps", _int(1, MAX_STEPS, f"the schedulers' {MAX_STEPS} training timesteps"), 50,
+           "inference steps per image", metavar="N"),
     Option("guidance_scale", _float(0.0, 100.0), 7.5, "classifier-free guidance scale", metavar="SCALE"),
     Option("seeds", _seeds, tuple(range(32)), "seeds per prompt: N (0..N-1), A-B or a comma list", metavar="SEEDS"),
     Option("psis", _psis, DEFAULT_PSIS, "the ψ grid of curves and reports", metavar="LIST"),
@@ -318,7 +372,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("compile", _bool, False, "torch.compile the UNet calls (pays off on GPUs for long runs)"),
     Option("backbone", _choice(BACKBONES), "resnet18", "domain classifier backbone"),
     Option("backbone_weights", _input_file, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
-    Option("anchor", _anchors, None, "anchor prompts of the calibration nulls (the concept prompts with the concept's "
+    Option("anchor", parse_anchors, None, "anchor prompts of the calibration nulls (the concept prompts with the concept's "
            "words removed): one for all, or one per prompt separated by ';' (default: derived from the prompts)",
            metavar="ANCHORS"),
     Option("rule", _choice(RULES), "calibrated", "verdict rule: calibrated (against null finishes of the original, "
@@ -326,7 +380,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("sequential", _bool, False, "decide the calibrated gate in rounds of seeds and stop as soon as it is "
            "decided (confidence sequences; the seeds are the budget)"),
     Option("round_seeds", _int(1), 4, "scored seeds per prompt added per round of a sequential gate", metavar="N"),
-    Option("max_seeds", _int(1), None, "budget of a sequential gate, in seeds per prompt (training half included): "
+    Option("max_seeds", _int(1, MAX_SEEDS), None, "budget of a sequential gate, in seeds per prompt (training half included): "
            "a gate still undecided after its seeds goes on with the seeds after the largest, up to N "
            "(default: as many as the seeds; at least that many)", metavar="N"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
@@ -335,7 +389,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache_dir", check_output_dir, None, "persistent cache folder (default: under pytest's cache dir)", metavar="DIR"),
     Option("cache_max_mb", _int(0), 2048, "size limit of the persistent cache in MB; the least recently used "
            "entries are evicted at the end of a run (0: no limit)", metavar="MB"),
-    Option("cache_clear", _bool, False, "clear the persistent cache at start", env=False),
+    Option("cache_clear", _bool, False, "clear pytest-uoc's entries in the persistent cache at start (only "
+           "files it wrote; a folder of other files is refused)"),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -440,6 +495,15 @@ class Settings:
         return Settings(**values)
 
 
+def _show_default(option: Option) -> str:
+    default = option.default
+    if default is None:
+        return "none"
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default) if len(default) <= 8 else f"{len(default)} values"
+    return str(default)
+
+
 def resolve_settings(
     cli: Mapping[str, Any], ini: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     *, flag_prefix: str = "--uoc-",
@@ -463,21 +527,30 @@ def resolve_settings(
             raws.append(("environment", environ.get(option.env_var)))
         raws.append(("ini", ini.get(option.name)))
         candidates = [(source, named(option, source), raw) for source, raw in raws]
+        chosen = None
         for source, label, raw in candidates:
-            if raw is None or raw == "" or raw is False and source != "command line":
+            if raw is None or raw is False and source != "command line":
                 continue
+            if isinstance(raw, str) and not raw.strip():
+                if source == "environment":  # VAR= unsets a variable, as shells do
+                    continue
+                raise SettingError(f"{label} ({source}) is empty; give a value, or leave the option out for the "
+                                   f"default ({_show_default(option)})")
             if isinstance(raw, bool) and option.parse is _bool:
                 if not raw:
                     continue
-                values[option.name] = True
+                parsed = True
             else:
-                try:
-                    values[option.name] = option.parse(raw)
+                try:  # every value given is checked, also one that a higher source overrides
+                    parsed = option.parse(raw)
                 except SettingError as exc:
-                    raise SettingError(f"{label} ({source}) = {raw!r}: {exc}") from None
-            sources[option.name] = source
-            break
-        else:
+                    overridden = f" (overridden by {chosen[1]}, but wrong)" if chosen is not None else ""
+                    raise SettingError(f"{label} ({source}) = {raw!r}{overridden}: {exc}") from None
+            if chosen is None:
+                chosen = (source, label)
+                values[option.name] = parsed
+                sources[option.name] = source
+        if chosen is None:
             values[option.name] = option.default
             sources[option.name] = "default"
     if values["max_seeds"] is not None and sources["seeds"] != "default":  # else each marker's seeds are checked
@@ -486,4 +559,24 @@ def resolve_settings(
         except SettingError as exc:
             source = sources["max_seeds"]
             raise SettingError(f"{named(_BY_NAME['max_seeds'], source)} ({source}) = {values['max_seeds']}: {exc}") from None
+    _check_outputs_apart(values, sources, named)
     return Settings(**values, sources=sources)
+
+
+def _check_outputs_apart(values: Mapping[str, Any], sources: Mapping[str, str],
+                         named: Callable[[Option, str], str]) -> None:
+    """Raise SettingError when the report file is the artifacts or cache folder, or lies inside the cache."""
+    report = values.get("report")
+    if not report:
+        return
+    report_path = Path(report).expanduser().resolve()
+    for name in ("artifacts", "cache_dir"):
+        folder = values.get(name)
+        if not folder:
+            continue
+        folder_path = Path(folder).expanduser().resolve()
+        if report_path == folder_path or name == "cache_dir" and folder_path in report_path.parents:
+            where = "is" if report_path == folder_path else "lies inside"
+            raise SettingError(
+                f"{named(_BY_NAME['report'], sources['report'])} = {report!r} {where} the folder "
+                f"{named(_BY_NAME[name], sources[name])} = {folder!r}: give the report a path of its own")

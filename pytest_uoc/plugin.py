@@ -49,8 +49,11 @@ def _space_form_paths(args: list[str], invocation_dir: Path) -> list[tuple[str, 
     found = []
     for token, value in zip(args, args[1:], strict=False):
         if token in flags and not value.startswith("-"):
-            path = Path(value.split("::")[0]).expanduser()
-            if (invocation_dir / path).exists():
+            try:
+                exists = (invocation_dir / Path(value.split("::")[0]).expanduser()).exists()
+            except (OSError, ValueError):  # a name too long for a path, or a NUL: not a path pytest took
+                exists = False
+            if exists:
                 found.append((token, value))
     return found
 
@@ -141,16 +144,46 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve_settings(cli, ini)
     except SettingError as exc:
         raise pytest.UsageError(f"pytest-uoc: {exc}") from None
+    _check_device(settings)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     session = UocSession(settings=settings, rootdir=Path(str(config.rootpath)), worker=worker)
     config.stash[SESSION_KEY] = session
     # Asked now: while a test runs, output capturing points the output at a file.
     config.stash[_TERMINAL_KEY] = _on_terminal()
-    if settings.cache_clear and worker is None:
-        from .cache import clear_cache
+    from .cache import NotACacheError, check_cache_folder
 
-        clear_cache(session.cache_dir)
+    try:  # before any work: clearing or trimming a folder of other files could lose them
+        check_cache_folder(session.cache_dir)
+    except NotACacheError as exc:
+        source = settings.sources.get("cache_dir", "default")
+        raise pytest.UsageError(f"pytest-uoc: --uoc-cache-dir ({source}): {exc}") from None
+    if settings.cache_clear and worker is None:
+        if config.option.collectonly:
+            session.cache_note = f"cache: {session.cache_dir} not cleared (--collect-only runs nothing)"
+        else:
+            from .cache import clear_cache
+
+            removed, freed = clear_cache(session.cache_dir)
+            session.cache_note = (f"cache: cleared {session.cache_dir} ({removed} file(s), {freed / 1e6:.1f} MB "
+                                  "of pytest-uoc's entries; nothing else touched)")
     _register_hypothesis_profile()
+
+
+def _check_device(settings: Any) -> None:
+    """An explicit ``cuda``/``cuda:N`` device that this machine lacks is a usage error now, not per test."""
+    device = str(settings.device)
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        source = settings.sources.get("device", "default")
+        have = "no CUDA device" if count == 0 else f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+        raise pytest.UsageError(
+            f"pytest-uoc: --uoc-device ({source}) = {device!r}, but this machine has {have}; use --uoc-device cpu "
+            "to run on the CPU on purpose, or auto (gpu-marked tests are then skipped without CUDA)")
 
 
 def _register_hypothesis_profile() -> None:
@@ -193,6 +226,13 @@ def _check_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         marker = item.get_closest_marker("uoc_concept")
         if marker is None or _plugin_fixture(item, "uoc") is not True:
             continue
+        markers = list(item.iter_markers("uoc_concept"))
+        if len(markers) > 1:  # only the closest would count, the others (and their typos) silently ignored
+            shown = "; ".join(f"uoc_concept({', '.join([repr(a) for a in m.args] + [f'{k}={v!r}' for k, v in m.kwargs.items()])})"
+                              for m in markers)
+            errors.append(f"{item.nodeid}: {len(markers)} uoc_concept markers ({shown}), from the test, its class or "
+                          "module; a test is about one concept: keep one marker (split the test to probe several)")
+            continue
         zoo_original = None
         if _plugin_fixture(item, "original_pipeline") is True:
             zoo_original = bool(settings.original and str(settings.original).startswith("zoo:"))
@@ -204,8 +244,23 @@ def _check_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         raise pytest.UsageError("pytest-uoc: " + "\n".join(errors))
 
 
+#: Key of a worker's usage error in xdist's ``workeroutput`` (the controller reports it).
+_WORKER_USAGE_ERROR = "uoc_usage_error"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _check_markers(config, items)
+    workeroutput = getattr(config, "workeroutput", None)
+    try:
+        _check_markers(config, items)
+    except pytest.UsageError as exc:
+        if workeroutput is None:
+            raise
+        # In an xdist worker a UsageError becomes an INTERNALERROR and its message is lost:
+        # run nothing, and hand the message to the controller, which stops with it.
+        workeroutput[_WORKER_USAGE_ERROR] = str(exc)
+        config.hook.pytest_deselected(items=list(items))
+        items[:] = []
+        return
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
@@ -326,6 +381,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = get_session(config)
+    if session.usage_error:
+        terminalreporter.write_line(f"ERROR: {session.usage_error}", red=True, bold=True)
+    if session.cache_note:
+        terminalreporter.write_line(f"pytest-uoc: {session.cache_note}")
     if session.report_error:
         terminalreporter.write_line(f"pytest-uoc: {session.report_error}", red=True, bold=True)
     if not session.results:
@@ -359,6 +418,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = get_session(config)
+    if state.usage_error:  # a worker's usage error: the run is a usage error, as without xdist
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: hand the rows to the controller
         import json
@@ -384,7 +445,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         try:
             state.evicted = evict_lru(state.cache_dir, state.settings.cache_max_mb * 1_000_000)
-        except OSError:  # pragma: no cover - a cache that cannot be trimmed is trimmed next time
+        except (OSError, ValueError):  # pragma: no cover - a cache that cannot be trimmed is trimmed next time
             pass
 
 
@@ -392,6 +453,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: merge a worker's result rows."""
     output = getattr(node, "workeroutput", {}) or {}
+    if output.get(_WORKER_USAGE_ERROR):
+        get_session(node.config).usage_error = output[_WORKER_USAGE_ERROR]
     if "uoc_results" in output:
         import json
 

@@ -111,7 +111,11 @@ def artifact_dir(session: Any, nodeid: str, *, explicit_only: bool) -> Path | No
     if root is None:
         if explicit_only:
             return None
-        root = session.cache_dir / "artifacts"
+        try:
+            root = session.open_cache() / "artifacts"
+        except (OSError, ValueError) as exc:  # a picture is never worth a verdict
+            _output_warning(session.cache_dir, exc)
+            return None
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
     folder = Path(root) / name
     try:

@@ -60,6 +60,10 @@ class UocSession:
     #: Files and bytes the cache size limit evicted at the end of the run.
     evicted: tuple[int, int] = (0, 0)
     report_error: str | None = None
+    #: A usage error an xdist worker found at collection (the controller stops with it).
+    usage_error: str | None = None
+    #: What ``--uoc-cache-clear`` did (or why it did nothing), for the terminal summary.
+    cache_note: str | None = None
 
     @property
     def device(self) -> str:
@@ -70,6 +74,12 @@ class UocSession:
         if self.settings.cache_dir:
             return Path(self.settings.cache_dir)
         return self.rootdir / ".pytest_cache" / "uoc"
+
+    def open_cache(self) -> Path:
+        """The cache folder, created and marked as pytest-uoc's on first use (``cache.claim_cache``)."""
+        from .cache import claim_cache
+
+        return claim_cache(self.cache_dir)
 
     # -- models ------------------------------------------------------------------------
 
@@ -102,11 +112,12 @@ class UocSession:
               settings: Settings, labels: dict[str, str]) -> Any:
         """The probe for this concept and these models, created once per session (see ``factory.build_probe``)."""
         seeds = probe_seeds(concept, settings)
-        key = (id(original), id(unlearned), id(reference), concept, seeds, settings.steps, settings.guidance_scale,
-               settings.psis, settings.backbone, settings.backbone_weights, settings.accuracy_floor,
-               settings.batch_size, settings.mix_branches, settings.compile, settings.rule)
+        # Keyed on the whole frozen settings (every field compares): two tests that differ in any
+        # setting, sequential ones included, never share a probe.
+        key = (id(original), id(unlearned), id(reference), concept, seeds, settings)
         if key not in self._probes:
-            self._probes[key] = build_probe(concept, original, unlearned, reference, settings, labels, self.cache_dir)
+            self._probes[key] = build_probe(concept, original, unlearned, reference, settings, labels,
+                                            self.open_cache())
         return self._probes[key]
 
     # -- results ------------------------------------------------------------------------

@@ -474,3 +474,59 @@ def test_folder_with_one_lora_file(original, lora_unet, tmp_path):
     pipe = load_unlearned(original, tmp_path)
     assert pipe.uoc_checkpoint["kind"] == "lora"
     shutil.rmtree(tmp_path)
+
+
+# -- both of ESD's own file layouts under auto (issue 22) --------------------------------------------
+
+
+def _esd_trained_names(unet, method: str) -> list[str]:
+    """The parameter names ESD's current script trains: Linear/Conv2d modules in attn2 (esd-x) or outside (esd-u)."""
+    names = []
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear | torch.nn.Conv2d) and (("attn2" in name) == (method == "esd-x")):
+            names += [f"{name}.{n}" for n, _ in module.named_parameters()]
+    return names
+
+
+def test_esd_u_file_of_the_current_script_loads_under_auto(original, tmp_path):
+    """esd-u holds every Linear/Conv2d tensor outside cross-attention (no norms): a partial file, not a broken one."""
+    esdu = load_file(str(zoo.unet_path("digits-esdu-three")))
+    names = _esd_trained_names(original.unet, "esd-u")
+    base = {k: v.clone() for k, v in original.unet.state_dict().items()}
+    assert 0 < len(names) < len(base) and not any("attn2" in n or ".norm" in n for n in names)
+    trained = {k: esdu[k] for k in names}
+    path = tmp_path / "esd-three-from-three-esdu.safetensors"
+    save_file(trained, str(path))
+    assert detect_kind(trained, set(base)) == "partial"
+    pipe = load_unlearned(original, path)
+    unet_equals(pipe.unet, {k: trained.get(k, base[k]) for k in base})
+
+
+def test_a_complete_file_missing_a_few_tensors_is_still_refused(original, esd, tmp_path):
+    broken = {k: v for k, v in esd.items() if not k.startswith("down_blocks.0.resnets.0.conv1")}
+    path = tmp_path / "broken.safetensors"
+    save_file(broken, str(path))
+    with pytest.raises(ValueError, match="missing key"):
+        load_unlearned(original, path)
+
+
+def test_esd_older_diffusers_script_nested_pt_loads_under_auto(original, esd, tmp_path):
+    """The older script saved ``{"unet.<module>": {"weight": tensor, "bias": tensor}}`` with torch.save."""
+    names = _esd_trained_names(original.unet, "esd-x")
+    nested: dict[str, dict[str, torch.Tensor]] = {}
+    for key in names:
+        module, _, param = key.rpartition(".")
+        nested.setdefault(f"unet.{module}", {})[param] = esd[key]
+    path = tmp_path / "diffusers-three-ESDx1-UNET.pt"
+    torch.save(nested, str(path))
+    base = {k: v.clone() for k, v in original.unet.state_dict().items()}
+    pipe = load_unlearned(original, path)
+    unet_equals(pipe.unet, {k: esd[k] if k in names else base[k] for k in base})
+
+
+def test_a_pickle_of_objects_is_one_clear_error(original, tmp_path):
+    path = tmp_path / "objects.pt"
+    torch.save({"model": torch.nn.Linear(2, 2)}, str(path))
+    with pytest.raises(ValueError, match="holds Python objects other than tensors") as info:
+        load_unlearned(original, path)
+    assert len(str(info.value).splitlines()) == 1 and "weights_only=False" not in str(info.value)

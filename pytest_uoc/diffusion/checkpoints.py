@@ -151,7 +151,8 @@ def looks_partial(present: Iterable[str], reference: Iterable[str]) -> bool:
 
     It is when it holds at most half the tensors, or lacks only whole parts a method
     leaves out (all of the cross-attention, time embedding, added embedding or output
-    convs); a file lacking a few other tensors is a broken complete one.
+    convs; all normalisation layers and bare parameters, as ESD's ``esd-u`` files do);
+    a file lacking a few other tensors is a broken complete one.
     """
     have, ref = set(present), set(reference)
     missing = ref - have
@@ -159,8 +160,29 @@ def looks_partial(present: Iterable[str], reference: Iterable[str]) -> bool:
         return False
     if len(have) * 2 <= len(ref):
         return True
-    families = {module_family(k) for k in missing}
-    return families <= set(_OMITTABLE) and not any(module_family(k) in families for k in have)
+    omittable = {*_OMITTABLE, _NORMS, _BARE}
+    kept = {c for k in have for c in _omission_classes(k)}
+    # Each missing tensor must belong to a whole part the file leaves out (none of it present).
+    return all(any(c in omittable and c not in kept for c in _omission_classes(k)) for k in missing)
+
+
+#: ESD's current script trains only Linear and Conv2d modules, so its ``esd-u`` file (everything
+#: outside ``attn2``) leaves out, besides cross-attention, every normalisation layer and every
+#: parameter held by a module directly (not a ``weight``/``bias``, e.g. a positional embedding).
+_NORMS = "normalisation layers"
+_BARE = "bare parameters"
+_NORM_KEY = re.compile(r"(^|\.)(conv_)?norm[\w]*\.(weight|bias)$")
+
+
+def _omission_classes(key: str) -> tuple[str, ...]:
+    """The whole parts a key belongs to that a method may leave out: its module family, norms, bare parameters."""
+    classes = [module_family(key)]
+    if "attn2" not in key:
+        if _NORM_KEY.search(key):
+            classes.append(_NORMS)
+        elif not key.endswith((".weight", ".bias")):
+            classes.append(_BARE)
+    return tuple(classes)
 
 
 # -- partial state dicts ---------------------------------------------------------------------

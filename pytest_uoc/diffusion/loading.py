@@ -18,6 +18,7 @@ import inspect
 import json
 import logging
 import os
+import pickle
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,18 +231,40 @@ def read_weight_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             state = load_file(str(file), device="cpu")
         else:
             state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # not objects: noise or a damaged pickle
+            raise ValueError(f"cannot read weight file {file} ({file.stat().st_size} bytes): not a readable pickle "
+                             "or zip archive; the file is corrupt, empty or truncated") from None
+        # torch's own message is pages long and advises weights_only=False, which would run the file's code.
+        raise ValueError(
+            f"cannot read weight file {file}: it holds Python objects other than tensors and plain containers, "
+            "which pytest-uoc does not unpickle (that could run code from the file); save a state dict of tensors "
+            "(torch.save(unet.state_dict(), path)) or a .safetensors file"
+        ) from None
     except Exception as exc:  # safetensors, pickle and zip errors have no common base
         size = file.stat().st_size
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ValueError(
-            f"cannot read weight file {file} ({size} bytes): {type(exc).__name__}: {exc}; "
+            f"cannot read weight file {file} ({size} bytes): {type(exc).__name__}: {first_line}; "
             "the file is corrupt, empty or truncated"
-        ) from exc
+        ) from None
     for wrapper in ("state_dict", "unet", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
+    if isinstance(state, dict):
+        state = _flatten_module_dicts(state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{file} does not hold a state dict of tensors")
+        found = type(state).__name__ if not isinstance(state, dict) else "a dict with non-tensor values"
+        raise ValueError(f"{file} does not hold a state dict of tensors (found {found})")
     return state
+
+
+def _flatten_module_dicts(state: dict[str, Any]) -> dict[str, Any]:
+    """``{"unet.<module>": {"weight": tensor, "bias": tensor}}`` (ESD's older diffusers script) as flat keys."""
+    if not state or not all(isinstance(v, dict) and v and all(isinstance(t, torch.Tensor) for t in v.values())
+                            for v in state.values()):
+        return state
+    return {f"{module}.{name}": tensor for module, tensors in state.items() for name, tensor in tensors.items()}
 
 
 def _strip_unet_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
