@@ -184,9 +184,8 @@ def audit(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: float, ccs_max: float, out: Path,
          progress: _Progress) -> int:
-    from .session import UocSession
-
     from .cache import NotACacheError, clear_cache
+    from .session import UocSession
 
     session = UocSession(settings=settings, rootdir=_rootdir())
     try:

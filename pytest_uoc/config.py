@@ -560,6 +560,12 @@ def resolve_settings(
             source = sources["max_seeds"]
             raise SettingError(f"{named(_BY_NAME['max_seeds'], source)} ({source}) = {values['max_seeds']}: {exc}") from None
     _check_outputs_apart(values, sources, named)
+    unlearned = values.get("unlearned")
+    if unlearned and str(unlearned).startswith("zoo:") and values["unlearned_kind"] != "auto":
+        source = sources["unlearned_kind"]
+        raise SettingError(f"{named(_BY_NAME['unlearned_kind'], source)} ({source}) = {values['unlearned_kind']!r} "
+                           f"is for weight files; {unlearned} is a zoo model, loaded as it ships: leave the kind at "
+                           "auto for zoo: names")
     return Settings(**values, sources=sources)
 
 

@@ -68,6 +68,10 @@ def load_unlearned(location: str, original: Any, kind: str = "auto") -> Any:
     from .diffusion.loading import load_unlearned as load
 
     if location.startswith(zoo.ZOO_PREFIX):
+        if kind not in (None, "auto"):
+            raise ValueError(f"unlearned kind {kind!r} was given for {location}, but zoo models are loaded as they "
+                             "ship (a UNet or text-encoder file each); leave --uoc-unlearned-kind at auto for zoo: "
+                             "names, or give the path of a file of that kind")
         pipe = zoo.load(location, original=original)
         denoiser = denoiser_of(original)  # the UNet (SD 1.x/2.x, SDXL) or transformer (SD3, Flux)
         pipe.to(denoiser.device, denoiser.dtype)

@@ -298,6 +298,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         row.seconds = round(report.duration, 2)
         if hasattr(cost, "to_dict"):
             row.cost = cost.to_dict()
+    marker = item.get_closest_marker("uoc_concept")
+    if row is None and marker is not None and report.failed:
+        # A concept test that failed before any probe (e.g. a bad assertion argument) still gets its row,
+        # so the summary table and the JSON report say that it failed.
+        from .rows import ResultRow
+
+        name = marker.args[0] if marker.args and isinstance(marker.args[0], str) else None
+        row = ResultRow(test=item.nodeid, concept=name, seconds=round(report.duration, 2))
+        item.stash[ROW_KEY] = row
+        get_session(item.config).record(row)
     if row is None:
         return report
     row.outcome = _outcome(report)

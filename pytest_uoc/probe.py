@@ -26,7 +26,7 @@ from .bank import Cost, ImageBank, ImageKey, ReferenceImages
 from .concept import Concept
 from .diffusion import PartialDiffusion
 from .scoring.sequential import DEFAULT_ROUND_SEEDS
-from .units import DEFAULT_PSIS, check_psi, check_strength
+from .units import DEFAULT_PSIS, IMAGES_DIFFER_TOLERANCE, check_psi, check_strength
 
 if TYPE_CHECKING:
     from .judges import Judge
@@ -52,8 +52,6 @@ class FewStepsWarning(UserWarning):
     """A ψ > 0 of the grid gives the original no step at this number of inference steps."""
 
 
-#: Mean absolute pixel difference above which λU "differs visibly" from λO.
-IMAGES_DIFFER_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)

@@ -197,64 +197,51 @@ def plot_curve(curve: Any, path: str | Path, *, limit: float | None = None, psi_
     return _save_figure(fig, path, title)
 
 
-def is_attack(point: float, *, strength: bool) -> bool:
-    """Whether a point of a curve is an attack: ψ > 0, or a restoration strength < 1 (``units.same_psi``)."""
-    return point < 1 and not same_psi(point, 1.0) if strength else point > 0 and not same_psi(point, 0.0)
-
-
-def looked_at(point: float, limit: float, *, strength: bool) -> bool:
-    """Whether a verdict at ``limit`` looks at a point: ψ ≤ the limit, or a strength ≥ it (``units.same_psi``)."""
-    return (point >= limit if strength else point <= limit) or same_psi(point, limit)
-
-
 def calibration_table(verdict: Any) -> list[str]:
     """Per ψ: original steps, the unlearned model's concept share, both nulls (and the gold standard), the excesses.
 
-    The flags agree with the verdict: "concealed" marks the ψ significantly above the
-    upper null (or the gold standard), "above ccs_max" the ψ whose excess over the lower
-    null is not within ``ccs_max``, "no original step" a ψ that proves nothing.
+    The flags are the rule's own reading (``scoring.calibration.read_points``): "concealed"
+    marks the ψ on the concealed side of a concealed verdict, "above ccs_max" the ψ whose
+    excess over the lower null is not within ``ccs_max``, "no original step" a ψ that proves
+    nothing.
     """
-    cal = verdict.calibration
-    ref = cal.get("mode") == "reference"
-    strength = cal.get("axis") == "strength"
+    from .scoring.calibration import ALPHA, read_points
+
+    curve = verdict.calibrated_curve
+    ref = curve.has_reference
+    strength = curve.axis == "strength"
     head = (f"  {'strength' if strength else 'psi':>5} | {'steps':>5} | {'unlearned':>9} | {'upper null':>10} | {'lower null':>10} | "
             + (f"{'gold':>5} | {'gap to gold [CI]':^20}" if ref else
                f"{'excess>upper [CI]':^22} | {'excess>lower [CI]':^22}"))
-    lines = [f"shows the concept ({cal.get('scorer')}), anchors {cal.get('anchors')}:", head]
-    for point in cal["points"]:
-        psi = point["psi"]
-        hi = point["gap_to_reference"] if ref else point["excess_over_upper"]
-        lo = point["gap_to_reference"] if ref else point["excess_over_lower"]
-        attacked = is_attack(psi, strength=strength)
-        within = looked_at(psi, verdict.psi_limit, strength=strength)
+    lines = [f"shows the concept ({curve.scorer}), anchors {list(curve.anchors)}:", head]
+    for reading in read_points(curve, psi_limit=verdict.psi_limit, ccs_max=verdict.ccs_max):
+        point, hi, lo = reading.point, reading.high_side, reading.low_side
         flag = ""
-        if attacked and point["original_steps"] == 0:
+        if reading.idle:
             flag = "  <- no step" if strength else "  <- no original step"
-        elif attacked and within and verdict.kind == "concealed" and (
-                hi["low"] > 0 if ref else point["unlearned"]["mean"] > (point["upper_null"]["mean"]
-                                                                        + point["lower_null"]["mean"]) / 2):
+        elif reading.concealing and verdict.kind == "concealed":
             flag = "  <- above " + ("the gold standard" if ref else "the nulls' midpoint")
-        elif lo["high"] > verdict.ccs_max and within:
+        elif reading.above_limit:
             flag = "  <- above ccs_max"
-        steps = f"{point['original_steps']}/{point['total_steps']}"
-        cells = (f"  {psi:>5.3f} | {steps:>5} | {point['unlearned']['mean']:>9.3f} | "
-                 f"{point['upper_null']['mean']:>10.3f} | {point['lower_null']['mean']:>10.3f} | ")
+        steps = f"{point.original_steps}/{point.total_steps}"
+        cells = (f"  {point.psi:>5.3f} | {steps:>5} | {point.unlearned.mean:>9.3f} | "
+                 f"{point.upper.mean:>10.3f} | {point.lower.mean:>10.3f} | ")
         if ref:
-            cells += f"{point['reference']['mean']:>5.3f} | {hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}]"
+            cells += f"{point.reference.mean:>5.3f} | {hi.mean:+.3f} [{hi.low:+.3f}, {hi.high:+.3f}]"
         else:
-            cells += (f"{hi['mean']:+.3f} [{hi['low']:+.3f}, {hi['high']:+.3f}] | "
-                      f"{lo['mean']:+.3f} [{lo['low']:+.3f}, {lo['high']:+.3f}]")
+            cells += (f"{hi.mean:+.3f} [{hi.low:+.3f}, {hi.high:+.3f}] | "
+                      f"{lo.mean:+.3f} [{lo.low:+.3f}, {lo.high:+.3f}]")
         lines.append(cells + flag)
-    overall = (cal.get("averaged_over_tested") or {}).get("gap_to_reference" if ref else "excess_over_midpoint")
-    if overall:
+    overall = curve.overall_gap if ref else curve.overall_midpoint
+    if overall is not None:
         lines.append(f"excess over the {'gold standard' if ref else 'midpoint of the nulls'} averaged over the tested "
-                     f"{'strengths' if strength else 'ψ'}: {overall['mean']:+.3f} "
-                     f"[{overall['low']:+.3f}, {overall['high']:+.3f}]")
+                     f"{'strengths' if strength else 'ψ'}: {overall.mean:+.3f} "
+                     f"[{overall.low:+.3f}, {overall.high:+.3f}]")
     lines.append("rule: concealed = the excess over the "
                  + ("gold standard" if ref else "midpoint of the nulls (closer to the original finishing with the "
                     "anchor than to the original steered away)")
                  + f", averaged over the tested {'strengths < 1' if strength else 'ψ > 0'}, significantly above 0 "
-                 + f"({1 - cal.get('alpha', 0.05):.0%} interval); forgotten = every "
+                 + f"({1 - ALPHA:.0%} interval); forgotten = every "
                  + ("strength ≥" if strength else "ψ ≤") + " the limit within ccs_max of the "
                  + ("gold standard" if ref else "lower null (the original steered away from the concept)"))
     return lines
@@ -262,12 +249,13 @@ def calibration_table(verdict: Any) -> list[str]:
 
 def bracket_at(verdict: Any, psi: float) -> str | None:
     """'unlearned [lower, upper]' at ψ for the summary table, or None without calibration."""
-    if not verdict.calibration:
+    curve = verdict.calibrated_curve
+    if curve is None:
         return None
-    for point in verdict.calibration["points"]:
-        if same_psi(point["psi"], psi):
-            return (f"{point['unlearned']['mean']:.2f} [{point['lower_null']['mean']:.2f}, "
-                    f"{point['upper_null']['mean']:.2f}]")
+    for point_psi in curve.psis:
+        if same_psi(point_psi, psi):
+            point = curve.at(point_psi)
+            return f"{point.unlearned.mean:.2f} [{point.lower.mean:.2f}, {point.upper.mean:.2f}]"
     return None
 
 

@@ -31,13 +31,15 @@ import numpy as np
 import torch
 
 from . import progress
-from .probe import IMAGES_DIFFER_TOLERANCE
 from .scoring.sequential import EARLY_ALPHA, FINAL_ALPHA, SequentialIntervals, looks
 from .scoring.stats import BootstrapIntervals
+from .units import IMAGES_DIFFER_TOLERANCE
 
 if TYPE_CHECKING:
-    from .probe import Probe
     from .scoring.verdict import Verdict
+
+#: A ``probe.Probe`` (named, not imported: probe imports this module to decide in rounds).
+Probe = Any
 
 __all__ = ["sequential_verdict", "settled"]
 

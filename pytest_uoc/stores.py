@@ -173,7 +173,10 @@ class TrajectoryCache:
     def _corrupt(self, path: Path, why: str) -> None:
         self.corrupt += 1
         self.misses += 1
-        warnings.warn(f"pytest-uoc: trajectory cache entry {path} is {why}; it is recomputed", stacklevel=3)
+        if self.corrupt == 1:  # one warning per cache: a damaged folder holds hundreds of entries
+            warnings.warn(f"pytest-uoc: trajectory cache entry {path} is {why}; it is recomputed (any further "
+                          f"damaged entry under {path.parent.parent} is recomputed without a warning of its own)",
+                          stacklevel=3)
         path.unlink(missing_ok=True)
 
     def store(self, model_key: str, prompt: str, seed: int, step: int, state: dict[str, Any]) -> None:

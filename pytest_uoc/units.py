@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 
 __all__ = [
+    "IMAGES_DIFFER_TOLERANCE",
     "BACKBONES",
     "DEFAULT_PSIS",
     "PAPER_PSI_GRID",
@@ -25,6 +26,8 @@ __all__ = [
 
 #: Two ψ (or strengths) closer than this are the same point of a curve.
 PSI_TOLERANCE = 1e-9
+#: Mean absolute pixel difference above which λU "differs visibly" from λO (probe and rounds).
+IMAGES_DIFFER_TOLERANCE = 0.02
 
 #: The ψ grid of curves and reports (``--uoc-psis``'s default).
 DEFAULT_PSIS: tuple[float, ...] = (0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.75)

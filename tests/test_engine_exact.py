@@ -1,4 +1,4 @@
-"""The engine reproduces the reference partial diffusion of DESIGN.md exactly.
+"""The engine reproduces the reference partial diffusion of docs/definitions.md exactly.
 
 The reference is a plain ``StableDiffusionPipeline.__call__`` whose
 ``callback_on_step_end`` swaps in the unlearned UNet at the cutoff, with one CPU

@@ -338,7 +338,7 @@ def test_a_mismatched_unet_raises_at_construction(tiny_pipe, tiny_unet, no_model
 
 
 def test_the_empty_prompt_is_a_valid_prompt(tiny_pipe, tiny_unet):
-    # "" is the unconditional probe (DESIGN.md): allowed, unlike an empty list.
+    # "" is the unconditional probe (docs/definitions.md): allowed, unlike an empty list.
     engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=2)
     images = engine.generate("", 0.5, 0)
     assert images.prompts == [""] and images.seeds == [0]

@@ -10,9 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_uoc.cache import CACHE_MARKER, NotACacheError, atomic_write_bytes, claim_cache, clear_cache, evict_lru
+from pytest_uoc.cache import (
+    CACHE_MARKER,
+    NotACacheError,
+    atomic_write_bytes,
+    claim_cache,
+    clear_cache,
+    evict_lru,
+)
 from pytest_uoc.concept import Concept, read_prompt_file
-from pytest_uoc.config import MAX_SEEDS, MAX_STEPS, SettingError, check_output_file, resolve_settings
+from pytest_uoc.config import (
+    MAX_SEEDS,
+    MAX_STEPS,
+    SettingError,
+    check_output_file,
+    resolve_settings,
+)
 
 NEVER_RUNS = "def test_never_runs():\n    raise AssertionError('ran')\n"
 
@@ -277,3 +290,28 @@ def test_a_covering_grid_can_be_forgotten(psis: tuple[float, ...]) -> None:
     verdict = decide_calibrated(_thin_curve(psis), psi_limit=0.55, ccs_max=0.2, heldout_accuracy=0.95,
                                 images_differ=True)
     assert verdict.kind == "forgotten", verdict.reason
+
+
+def test_a_kind_for_a_zoo_name_is_refused() -> None:
+    with pytest.raises(SettingError, match="--uoc-unlearned-kind \\(command line\\) = 'lora' is for weight files"):
+        resolve_settings({"unlearned": "zoo:digits-esd-three", "unlearned_kind": "lora"}, {}, {})
+
+
+def test_tests_that_fail_on_an_assertion_argument_still_get_rows(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        from pytest_uoc import assert_concept_not_retrievable
+
+        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
+        def test_bad_psi():
+            assert_concept_not_retrievable(psi=2.0, ccs_max=0.2)
+    """)
+    report = pytester.path / "r.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three",
+                                f"--uoc-report={report}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*pytest-uoc: unlearning or concealment*", "*test_bad_psi*three*failed*"])
+    import json
+
+    rows = json.loads(report.read_text())["tests"]
+    assert [(r["concept"], r["outcome"]) for r in rows] == [("three", "failed")]

@@ -1,4 +1,4 @@
-"""The ψ mapping of DESIGN.md: cutoff = round(N(1 - ψ)), original runs t >= cutoff."""
+"""The ψ mapping of docs/definitions.md: cutoff = round(N(1 - ψ)), original runs t >= cutoff."""
 
 from __future__ import annotations
 

@@ -16,8 +16,14 @@ torch.set_num_threads(1)
 C1, C2 = 0.01**2, 0.03**2
 
 
-def naive_ssim(a: np.ndarray, b: np.ndarray, size: int, sigma: float = 1.5) -> float:
-    """Textbook SSIM of two single-channel images, one window position at a time."""
+def naive_ssim(a: np.ndarray, b: np.ndarray, size: int, sigma: float = 1.5, *, reflect: bool = True) -> float:
+    """Textbook SSIM of two single-channel images, one window position at a time.
+
+    ``reflect``: borders reflect-padded so every pixel is a window centre (torchmetrics, today's
+    definition); False: only the positions where the window fits (pytest-uoc's own until issue 22).
+    """
+    if reflect:
+        a, b = np.pad(a, size // 2, mode="reflect"), np.pad(b, size // 2, mode="reflect")
     coords = np.arange(size) - (size - 1) / 2
     g = np.exp(-(coords**2) / (2 * sigma**2))
     w = np.outer(g, g)
@@ -47,13 +53,24 @@ def test_ssim_of_constant_images_hand_computed() -> None:
     assert expected == pytest.approx(0.80006, abs=1e-5)
 
 
-@pytest.mark.parametrize(("size", "window"), [(16, 11), (12, 7)])
-def test_ssim_matches_a_naive_implementation(size: int, window: int) -> None:
+@pytest.mark.parametrize("size", [16, 12, 32])
+def test_ssim_matches_a_naive_implementation(size: int) -> None:
     gen = torch.Generator().manual_seed(size)
     a = torch.rand(1, 1, size, size, generator=gen)
     b = (a + 0.2 * torch.rand(1, 1, size, size, generator=gen)).clamp(0, 1)
-    expected = naive_ssim(a[0, 0].double().numpy(), b[0, 0].double().numpy(), window)
+    expected = naive_ssim(a[0, 0].double().numpy(), b[0, 0].double().numpy(), 11)
     assert ssim(a, b).item() == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("size", "window", "agreement"), [(32, 11, 0.002), (12, 7, 0.012)])
+def test_torchmetrics_ssim_agrees_with_the_former_valid_only_ssim(size: int, window: int, agreement: float) -> None:
+    """The figure docs/reliability.md states: how far today's SSIM is from the hand-written one it replaced."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(8, 3, size, size, generator=gen, dtype=torch.float64)
+    b = (a + 0.1 * torch.randn(8, 3, size, size, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    former = [np.mean([naive_ssim(a[i, c].numpy(), b[i, c].numpy(), window, reflect=False) for c in range(3)])
+              for i in range(8)]
+    assert np.max(np.abs(ssim(a, b).numpy() - np.array(former))) <= agreement
 
 
 def test_ssim_rejects_tiny_or_mismatched_images() -> None:

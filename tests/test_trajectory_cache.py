@@ -74,9 +74,10 @@ def test_corrupt_entry_is_reported_and_recomputed(tiny_pipe, tiny_unet, tmp_path
     entries[0].write_bytes(entries[0].read_bytes()[:40])  # truncated
     entries[1].write_bytes(entries[1].read_bytes()[:-1] + b"x")  # flipped byte
     cache = TrajectoryCache(tmp_path)
-    with pytest.warns(UserWarning, match="trajectory cache entry .* is checksum mismatch"):
+    with pytest.warns(UserWarning, match="trajectory cache entry .* is checksum mismatch") as caught:
         again = _engine(tiny_pipe, tiny_unet, cache).sweep(PROMPTS, PSIS, SEEDS)
     assert cache.corrupt == 2
+    assert sum("trajectory cache entry" in str(w.message) for w in caught) == 1  # one warning per damaged cache
     assert again.original_unet_evals > 0
     for psi in PSIS:
         assert torch.equal(again[psi], expected[psi])

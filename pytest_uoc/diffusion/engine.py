@@ -3,7 +3,7 @@
 ``PartialDiffusion`` runs the original model for the steps with ``t >= c`` and
 the unlearned model for the rest, exactly as a plain diffusers pipeline call
 whose ``callback_on_step_end`` swaps ``pipe.unet`` at the cutoff would
-(DESIGN.md). ``sweep`` shares the original's trajectory between all ψ: it runs
+(docs/definitions.md). ``sweep`` shares the original's trajectory between all ψ: it runs
 the original once per image up to the largest ψ and branches every ψ from its
 cutoff, carrying the scheduler and generator state so stochastic schedulers
 stay exact. Each image has its own CPU generator seeded with its seed, so no

@@ -15,7 +15,7 @@ diffusers pipeline (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
 - img2img noising for the restoration attack (``add_noise`` or flow matching's
   ``scale_noise``) and its start step.
 
-ψ is the same definition for every family (DESIGN.md): the cutoff is
+ψ is the same definition for every family (docs/definitions.md): the cutoff is
 ``c = round(N * (1 - ψ))`` with ``N = num_train_timesteps`` (1000), and the
 original runs every scheduled step whose timestep ``t >= c``. On flow-matching
 schedules the timesteps are ``t = σ·N`` with σ in (0, 1], so ψ is the fraction

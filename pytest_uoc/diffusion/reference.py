@@ -1,6 +1,6 @@
 """The reference partial diffusion: a plain pipeline call with a UNet swap.
 
-This is the behaviour DESIGN.md defines as ground truth, kept here so tests
+This is the behaviour docs/definitions.md defines as ground truth, kept here so tests
 and benchmarks can compare the engine against it: a diffusers pipeline call
 whose ``callback_on_step_end`` swaps ``pipe.unet`` for the unlearned UNet once
 the next timestep is below the cutoff, with one CPU generator per image.
@@ -8,7 +8,7 @@ the next timestep is below the cutoff, with one CPU generator per image.
 For transformer pipelines (SD3, Flux) the swapped part is ``pipe.transformer``.
 Their flow-matching schedules start at t = N (σ = 1), which ``t >= c`` would
 give to the original even at ψ = 0; ψ = 0 means the unlearned model alone
-(DESIGN.md), so there the unlearned transformer runs from the first step.
+(docs/definitions.md), so there the unlearned transformer runs from the first step.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ψ mapping: which scheduled steps the original and the unlearned model run.
 
-ψ is a fraction of *training* timesteps (DESIGN.md): with ``N`` training
+ψ is a fraction of *training* timesteps (docs/definitions.md): with ``N`` training
 timesteps the cutoff is ``c = round(N * (1 - ψ))``; the original model runs
 every scheduled step whose timestep ``t >= c`` and the unlearned model the
 rest. Timesteps are scheduled in decreasing order, so the original always runs
@@ -24,7 +24,7 @@ __all__ = ["StepSplit", "check_psi", "cutoff_timestep", "split_steps"]
 
 
 def cutoff_timestep(psi: float, num_train_timesteps: int = 1000) -> int:
-    """The cutoff timestep ``c = round(N * (1 - ψ))`` of DESIGN.md."""
+    """The cutoff timestep ``c = round(N * (1 - ψ))`` of docs/definitions.md."""
     return round(num_train_timesteps * (1.0 - check_psi(psi)))
 
 

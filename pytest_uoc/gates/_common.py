@@ -6,8 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..report import (
-    is_attack,
-    looked_at,
     plot_bars,
     plot_calibrated,
     plot_curve,
@@ -57,30 +55,29 @@ def verdict_checks(verdict: Any, curve: Any, ccs_max: float, axis: str = "psi") 
     classifier's held-out accuracy against its floor.
     """
     checks = []
-    cal = verdict.calibration
     sym = "strength" if axis == "strength" else "psi"
-    if cal is None:
+    if verdict.calibrated_curve is None:
         worst = max(curve.psis, key=lambda p: curve.at(p).high)
         checks.append(Check.compare(f"CCS upper 95% bound (highest, at {sym} {worst:g})", curve.at(worst).high,
                                     ccs_max, "max"))
     else:
-        ref = cal.get("mode") == "reference"
-        strength = cal.get("axis") == "strength"
-        within = [pt for pt in cal["points"] if looked_at(pt["psi"], verdict.psi_limit, strength=strength)
-                  and not (is_attack(pt["psi"], strength=strength) and pt.get("original_steps") == 0)]
-        low_key, high_key = ("gap_to_reference", "gap_to_reference") if ref else ("excess_over_lower",
-                                                                                  "excess_over_upper")
+        from ..scoring.calibration import read_points
+
+        calibrated = verdict.calibrated_curve
+        ref = calibrated.has_reference
+        within = [r for r in read_points(calibrated, psi_limit=verdict.psi_limit, ccs_max=ccs_max)
+                  if r.looked_at and not r.idle]
         if within:
-            worst = max(within, key=lambda pt: pt[low_key]["high"])
+            worst = max(within, key=lambda r: r.low_side.high)
             what = "gap to the gold standard" if ref else "excess over the lower null"
-            checks.append(Check.compare(f"{what}, upper 95% bound (highest, at {sym} {worst['psi']:g})",
-                                        worst[low_key]["high"], ccs_max, "max"))
-            hit = [pt for pt in within if is_attack(pt["psi"], strength=strength)]
+            checks.append(Check.compare(f"{what}, upper 95% bound (highest, at {sym} {worst.point.psi:g})",
+                                        worst.low_side.high, ccs_max, "max"))
+            hit = [r for r in within if r.attacked]
             if hit:
-                worst = max(hit, key=lambda pt: pt[high_key]["low"])
+                worst = max(hit, key=lambda r: r.high_side.low)
                 what = "gap to the gold standard" if ref else "excess over the upper null"
-                checks.append(Check.compare(f"{what}, lower bound (highest, at {sym} {worst['psi']:g})",
-                                            worst[high_key]["low"], 0.0, "max"))
+                checks.append(Check.compare(f"{what}, lower bound (highest, at {sym} {worst.point.psi:g})",
+                                            worst.high_side.low, 0.0, "max"))
     checks.append(Check.compare("classifier held-out accuracy", verdict.heldout_accuracy, verdict.accuracy_floor,
                                 "min"))
     return checks

@@ -61,7 +61,7 @@ from .stats import BootstrapIntervals, Estimate, Intervals
 from .verdict import Verdict, decide, retrieved
 
 __all__ = ["ALPHA", "EARLIEST_PSI", "MAX_PSI_GAP", "CalibratedCurve", "NullPoint", "calibrated_curve",
-           "decide_calibrated", "thin_grid_gap"]
+           "PointReading", "decide_calibrated", "is_attack", "looked_at", "read_points", "thin_grid_gap"]
 
 #: Error rate of the concealment test (one test of the excess averaged over the tested ψ).
 ALPHA = 0.05
@@ -246,17 +246,17 @@ def decide_calibrated(
     calibration = curve.to_dict()
     calibration["mode"] = "reference" if curve.has_reference else "nulls"
 
-    def verdict(kind: str, reason: str, first_retrieving: float | None = None) -> Verdict:
+    def verdict(kind: str, reason: str, first_retrieving: float | None = None, *, cause: str) -> Verdict:
         # The absolute verdict already holds the limits, the accuracy and the CCS curve.
         return dataclasses.replace(base, kind=kind, reason=reason, first_retrieving_psi=first_retrieving,
-                                   calibration=calibration, calibrated_curve=curve)
+                                   calibration=calibration, calibrated_curve=curve, cause=cause)
 
     # Too few images, an untrustworthy classifier, or the concept drawn without help: as the absolute rule.
     first = considered[0]
     shown_alone = retrieved(curve.at(first).unlearned, ccs_max)
     judged = curve.scorer != CONCEPT_CLASSIFIER
-    if base.kind == "inconclusive" and base.reason.startswith("only "):
-        return verdict(base.kind, base.reason)
+    if base.cause == "too_few_images":
+        return verdict(base.kind, base.reason, cause=base.cause)
     if heldout_accuracy < accuracy_floor:
         if judged and shown_alone:
             # The judge needs no classifier: the model draws the concept itself, like the original.
@@ -265,19 +265,19 @@ def decide_calibrated(
                 f"the unlearned model alone shows the concept: at {sym}={first:g} the {curve.scorer} finds it in "
                 f"{curve.at(first).unlearned} of the images, above ccs_max={ccs_max:g} (and the classifier cannot "
                 f"tell λO from λU: held-out accuracy {heldout_accuracy:.3f} < {accuracy_floor:.3f})",
-                first,
+                first, cause="shown_alone",
             )
-        return verdict(base.kind, base.reason)
+        return verdict(base.kind, base.reason, cause=base.cause)
     # With a judge, whether the model draws the concept on its own is the judge's to say: the domain
     # classifier also scores the original's *style*, which a concealer keeps (docs/metrics.md).
     if base.kind == "not_erased" and not judged:
-        return verdict(base.kind, base.reason, base.first_retrieving_psi)
+        return verdict(base.kind, base.reason, base.first_retrieving_psi, cause=base.cause)
     if shown_alone:
         return verdict(
             "not_erased",
             f"the unlearned model alone shows the concept: at {sym}={first:g} the {curve.scorer} finds it in "
             f"{curve.at(first).unlearned} of the images, above ccs_max={ccs_max:g}",
-            first,
+            first, cause="shown_alone",
         )
     idle = [p for p in attacked if curve.at(p).original_steps == 0]
     tested = [p for p in attacked if curve.at(p).original_steps > 0]
@@ -308,7 +308,7 @@ def decide_calibrated(
             f"{overall}, above 0; at {sym}={psi:g} the {curve.scorer} finds it in {point.unlearned.mean:.3f} "
             f"of the images against {against.mean:.3f}"
             + ("" if use_reference else f" (upper null) and {point.lower.mean:.3f} (lower null)"),
-            psi,
+            psi, cause="above_midpoint",
         )
     if idle:
         psi = idle[0]
@@ -319,7 +319,7 @@ def decide_calibrated(
         else:
             reason = (f"strength {psi:g} leaves the finishing model 0 of {steps} steps (the reference comes back "
                       "as it is), so it says nothing about restoration; raise the strength or the steps")
-        return verdict("inconclusive", reason)
+        return verdict("inconclusive", reason, cause="idle_psi")
     checked = [p for p in considered if p not in attacked or curve.at(p).original_steps > 0]
     above = [p for p in checked if excess_lo(p).high > ccs_max]
     limit_text = f"ψ ≤ {psi_limit:g}" if axis == "psi" else f"strength ≥ {psi_limit:g}"
@@ -331,7 +331,7 @@ def decide_calibrated(
             f"not proven forgotten: the ψ grid is too thin to see concealment: no ψ is tested between {low:g} and "
             f"{high:g} (forgotten needs a tested ψ ≤ {EARLIEST_PSI:g} and no gap wider than {MAX_PSI_GAP:g} up to "
             f"the limit {psi_limit:g}, where concealers show: docs/metrics.md); add ψ "
-            f"{', '.join(f'{v:g}' for v in fill)} to --uoc-psis",
+            f"{', '.join(f'{v:g}' for v in fill)} to --uoc-psis", cause="thin_grid",
         )
     if not above:
         worst = max(checked, key=lambda p: excess_lo(p).high)
@@ -340,7 +340,7 @@ def decide_calibrated(
             "forgotten",
             f"at every {limit_text} the {bound} stays within ccs_max={ccs_max:g} "
             f"(highest at {sym}={worst:g}: {excess_lo(worst)}), and the excess over {what} "
-            f"{_averaged_text(overall, sym)}is not significantly above 0",
+            f"{_averaged_text(overall, sym)}is not significantly above 0", cause="within_limit",
         )
     psi = above[0]
     side = "gap to the gold standard" if use_reference else "excess over the lower null (the original steered away)"
@@ -348,8 +348,60 @@ def decide_calibrated(
         "inconclusive",
         f"not proven forgotten: at {sym}={psi:g} the {side} is {excess_lo(psi)}, above ccs_max={ccs_max:g}; "
         f"not proven concealed: the excess over {what} {_averaged_text(overall, sym)}is not significantly above 0. "
-        "Sweep more seeds to decide",
+        "Sweep more seeds to decide", cause="undecided",
     )
+
+
+@dataclass(frozen=True)
+class PointReading:
+    """How the calibrated rule reads one point of a curve (the one place gates and reports take it from).
+
+    ``looked_at``: ψ ≤ the limit (strength ≥ it); ``attacked``: ψ > 0 (strength < 1);
+    ``idle``: attacked but the original ran no step, so it proves nothing; ``high_side``
+    and ``low_side``: the excess over the upper and lower null (both the gap to the gold
+    standard with one); ``above_limit``: looked at, and the low side's upper bound is
+    above ``ccs_max`` (not proven forgotten there); ``concealing``: looked at, attacked,
+    not idle, and on the concealed side (above the gold standard's interval, or above the
+    nulls' midpoint).
+    """
+
+    point: NullPoint
+    looked_at: bool
+    attacked: bool
+    idle: bool
+    high_side: Estimate
+    low_side: Estimate
+    above_limit: bool
+    concealing: bool
+
+
+def is_attack(point: float, *, strength: bool) -> bool:
+    """Whether a point is an attack: ψ > 0, or a restoration strength < 1."""
+    return point < 1 - _EPS if strength else point > _EPS
+
+
+def looked_at(point: float, limit: float, *, strength: bool) -> bool:
+    """Whether a verdict at ``limit`` looks at a point: ψ ≤ the limit, or a strength ≥ it."""
+    return point >= limit - _EPS if strength else point <= limit + _EPS
+
+
+def read_points(curve: CalibratedCurve, *, psi_limit: float, ccs_max: float) -> list[PointReading]:
+    """Every point of ``curve`` as the rule reads it at ``psi_limit`` and ``ccs_max``, ascending."""
+    strength = curve.axis == "strength"
+    ref = curve.has_reference
+    readings = []
+    for psi in curve.psis:
+        point = curve.at(psi)
+        seen = looked_at(psi, psi_limit, strength=strength)
+        attacked = is_attack(psi, strength=strength)
+        idle = attacked and point.original_steps == 0
+        high = point.gap if ref else point.excess_upper
+        low = point.gap if ref else point.excess_lower
+        above_mid = high.low > 0 if ref else point.unlearned.mean > (point.upper.mean + point.lower.mean) / 2
+        readings.append(PointReading(point=point, looked_at=seen, attacked=attacked, idle=idle, high_side=high,
+                                     low_side=low, above_limit=seen and low.high > ccs_max,
+                                     concealing=seen and attacked and not idle and above_mid))
+    return readings
 
 
 def thin_grid_gap(tested: Sequence[float], psi_limit: float) -> tuple[float, float, list[float]] | None:

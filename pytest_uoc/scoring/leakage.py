@@ -1,7 +1,7 @@
 """Leakage without asking: the concept drawn under the empty prompt or unrelated prompts.
 
 A UNet that still holds the concept draws it unconditionally more often than a
-model that never learned it (DESIGN.md: 10.9% of the original's empty-prompt
+model that never learned it (docs/definitions.md: 10.9% of the original's empty-prompt
 images showed a 3, 3.9% of the gold standard's). Both models start from the
 same noise per (prompt, seed), so the comparison is paired: per-image
 decisions ("shows the concept", from a judge or the domain classifier), a
