@@ -141,6 +141,12 @@ def audit(args: argparse.Namespace) -> int:
         settings = _settings(args)
     except SettingError as exc:
         return _fail(str(exc))
+    from .factory import missing_device
+
+    have = missing_device(settings.device)
+    if have is not None:
+        return _fail(f"--device ({settings.sources.get('device', 'default')}) = {settings.device!r}, but this machine "
+                     f"has {have}; use --device cpu or auto")
     limits = {}
     for flag, raw in (("--psi", args.psi), ("--ccs-max", args.ccs_max)):
         try:

@@ -16,7 +16,8 @@ from .concept import Concept
 from .config import Settings, check_seeds_for_prompts
 
 __all__ = [
-    "MIX_SETTING", "build_probe", "default_judge", "load_original", "load_unlearned", "probe_seeds",
+    "MIX_SETTING", "build_probe", "default_judge", "load_original", "load_unlearned", "missing_device",
+    "probe_seeds",
     "resolve_device", "resolve_dtype", "zoo_concept",
 ]
 
@@ -36,6 +37,19 @@ def resolve_device(setting: str, worker: str | None = None) -> str:
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"--uoc-device {setting}: CUDA is not available on this machine")
     return setting
+
+
+def missing_device(setting: str) -> str | None:
+    """Why an explicit ``cuda``/``cuda:N`` cannot run here ("no CUDA device", ...), or None when it can."""
+    if not str(setting).startswith("cuda"):
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(str(setting).partition(":")[2] or 0)
+    if index < count:
+        return None
+    return "no CUDA device" if count == 0 else f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
 
 
 def resolve_dtype(setting: str, device: str) -> Any:

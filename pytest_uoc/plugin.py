@@ -171,19 +171,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_device(settings: Any) -> None:
     """An explicit ``cuda``/``cuda:N`` device that this machine lacks is a usage error now, not per test."""
-    device = str(settings.device)
-    if not device.startswith("cuda"):
-        return
-    import torch
+    from .factory import missing_device
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.partition(":")[2] or 0)
-    if index >= count:
+    have = missing_device(settings.device)
+    if have is not None:
         source = settings.sources.get("device", "default")
-        have = "no CUDA device" if count == 0 else f"{count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
         raise pytest.UsageError(
-            f"pytest-uoc: --uoc-device ({source}) = {device!r}, but this machine has {have}; use --uoc-device cpu "
-            "to run on the CPU on purpose, or auto (gpu-marked tests are then skipped without CUDA)")
+            f"pytest-uoc: --uoc-device ({source}) = {settings.device!r}, but this machine has {have}; use "
+            "--uoc-device cpu to run on the CPU on purpose, or auto (gpu-marked tests are then skipped without CUDA)")
 
 
 def _register_hypothesis_profile() -> None:

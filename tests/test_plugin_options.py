@@ -31,7 +31,7 @@ def test_plugin_module_does_not_import_torch() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--uoc-steps", "0"], "*--uoc-steps (command line) = '0': expected an integer >= 1*"),
+        (["--uoc-steps", "0"], "*--uoc-steps (command line) = '0': expected an integer in [[]1, 1000[]]*"),
         (["--uoc-device", "gpu0"], "*--uoc-device (command line) = 'gpu0': expected auto, cpu, cuda or cuda:N*"),
         (["--uoc-backbone", "vgg"], "*--uoc-backbone*'vgg': expected one of: resnet18, densenet121, efficientnet_b0*"),
         (["--uoc-seeds", "abc"], "*--uoc-seeds*'abc': expected N (seeds 0..N-1)*"),
@@ -58,7 +58,7 @@ def test_bad_environment_variable_is_a_usage_error(pytester: pytest.Pytester, mo
     pytester.makepyfile("def test_x():\n    pass\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*UOC_STEPS (environment) = 'many': expected an integer >= 1*"])
+    result.stderr.fnmatch_lines(["*UOC_STEPS (environment) = 'many': expected an integer in [[]1, 1000[]]*"])
 
 
 def test_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -20,7 +20,7 @@ BASE = ["audit", "--unlearned", "zoo:digits-esd-three", "--concept", "three"]
     ("extra", "message"),
     [
         (["--seeds", "2"], "--seeds (command line) = '2': expected at least 12 seeds"),
-        (["--steps", "0"], "--steps (command line) = '0': expected an integer >= 1"),
+        (["--steps", "0"], "--steps (command line) = '0': expected an integer in [1, 1000]"),
         (["--batch-size", "0"], "--batch-size (command line) = '0': expected an integer >= 1"),
         (["--guidance-scale", "nan"], "--guidance-scale (command line) = 'nan': expected a number in"),
         (["--guidance-scale", "-50"], "--guidance-scale (command line) = '-50': expected a number in"),
@@ -50,7 +50,7 @@ def test_environment_variables_are_validated_like_the_plugins(monkeypatch: pytes
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("UOC_STEPS", "many")
     assert cli.main(BASE) == cli.EXIT_USAGE
-    assert "UOC_STEPS (environment) = 'many': expected an integer >= 1" in capsys.readouterr().err
+    assert "UOC_STEPS (environment) = 'many': expected an integer in [1, 1000]" in capsys.readouterr().err
 
 
 def test_argparse_mistakes_exit_2() -> None:

@@ -315,3 +315,18 @@ def test_tests_that_fail_on_an_assertion_argument_still_get_rows(pytester: pytes
 
     rows = json.loads(report.read_text())["tests"]
     assert [(r["concept"], r["outcome"]) for r in rows] == [("three", "failed")]
+
+
+def test_uoc_audit_refuses_empty_and_repeated_prompts_and_a_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from pytest_uoc import cli
+
+    base = ["audit", "--unlearned", "zoo:digits-gold-three", "--concept", "three", "--device", "cpu"]
+    assert cli.main([*base, "--prompt", ""]) == cli.EXIT_USAGE
+    assert "every prompt must be a non-empty string" in capsys.readouterr().err
+    assert cli.main([*base, "--prompt", "a three", "--prompt", "a three"]) == cli.EXIT_USAGE
+    assert "'a three' is given twice" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main([*base[:-1], "cuda"]) == cli.EXIT_USAGE
+        assert "--device (command line) = 'cuda', but this machine has no CUDA device" in capsys.readouterr().err
