@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-__all__ = ["check_anchors", "concept_words", "derive_anchor", "derive_anchors", "names_concept"]
+__all__ = ["anchor_problem", "check_anchors", "concept_words", "derive_anchor", "derive_anchors", "names_concept"]
 
 #: Words a removal can leave dangling at the end of a prompt ("a painting by", "in the style of").
 _DANGLING = frozenset({
@@ -124,3 +124,39 @@ def check_anchors(anchors: object, prompts: Sequence[str], words: Sequence[str],
                 f"e.g. {derive_anchor(prompt, words)!r}"
             )
     return tuple(v.strip() for v in values)
+
+
+#: What a removal leaves at the start of an anchor when the concept was a possessive ("Van Gogh's ...").
+_POSSESSIVE = re.compile(r"^\s*['’]s?\b")
+
+
+def anchor_problem(prompt: str, anchor: str, words: Sequence[str]) -> str | None:
+    """Why ``anchor`` cannot stand in for ``prompt`` in the calibration nulls, or None when it can.
+
+    - equal to its prompt (case and spacing aside): the prompt names no concept word, so
+      the upper and lower nulls use one prompt as positive and negative, guidance cancels,
+      and both nulls show the concept ("Starry Night" for Van Gogh);
+    - still names the concept;
+    - a fragment: a dangling possessive ("'s self-portrait") or what remains of a name —
+      a capitalised word right before or after the removed words ("a painting by Vincent").
+    """
+    if " ".join(anchor.lower().split()) == " ".join(prompt.lower().split()):
+        return "is the prompt itself: the prompt holds no concept word, so both nulls would be asked for it"
+    hit = names_concept(anchor, words)
+    if hit is not None:
+        return f"still names the concept (it contains {hit!r})"
+    if _POSSESSIVE.search(anchor):
+        return "starts with a dangling possessive left by the removed words"
+    text = prompt
+    for word in words:  # longest first, as derive_anchor removes them
+        for match in _pattern(word).finditer(text):
+            before = text[:match.start()].split()
+            after = text[match.end():].split()
+            left = before[-1] if before else ""
+            right = after[0] if after else ""
+            if left[:1].isupper() and len(before) > 1 and left.isalpha():
+                return f"keeps {left!r}, what remains of a name around the removed {word!r}"
+            if right[:1].isupper() and right.rstrip(",.;:").isalpha():
+                return f"keeps {right!r}, what remains of a name around the removed {word!r}"
+        text = _pattern(word).sub(" \x00 ", text)  # removed: no longer a neighbour of a shorter word
+    return None

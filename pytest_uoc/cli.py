@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--concept", required=True, help="concept name (zoo concepts get default prompts)")
     audit.add_argument("--prompt", action="append", default=None, help="a concept prompt (repeatable)")
     audit.add_argument("--prompts-file", default=None, help="text file of prompts, one per line")
+    audit.add_argument("--concept-word", action="append", default=None, dest="concept_words",
+                       help="a word or phrase that names the concept besides its name (repeatable; the anchors "
+                            "are the prompts with these removed)")
     audit.add_argument("--psi", default="0.55", help="largest ψ the gate checks (default 0.55)")
     audit.add_argument("--ccs-max", default="0.2", help="CCS limit (default 0.2)")
     audit.add_argument("--cache-clear", action="store_true", help="clear the persistent cache first")
@@ -177,8 +180,11 @@ def audit(args: argparse.Namespace) -> int:
 
         prompts = tuple(world.concept_prompts(args.concept))
     try:
-        concept = Concept(args.concept, prompts, anchors=settings.anchor if settings.explicit("anchor") else None)
+        concept = Concept(args.concept, prompts, anchors=settings.anchor if settings.explicit("anchor") else None,
+                          words=tuple(args.concept_words or ()))
         check_seeds_for_prompts(settings.seeds, len(prompts), where="--seeds: ")
+        if settings.rule == "calibrated":
+            concept.check_anchor_problems()
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
     progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty())

@@ -131,6 +131,31 @@ class Concept:
 
         return derive_anchors(self.prompts, self.concept_words)
 
+    def anchor_problems(self) -> list[str]:
+        """What makes an anchor unusable for the calibration nulls, one line per prompt (empty: none).
+
+        The calibrated rule checks this before any image (``anchors.anchor_problem``).
+        """
+        from .anchors import anchor_problem
+
+        how = "derived" if self.anchors_derived else "given"
+        problems = []
+        for prompt, anchor in zip(self.prompts, self.anchor_prompts, strict=True):
+            why = anchor_problem(prompt, anchor, self.concept_words)
+            if why is not None:
+                problems.append(f"prompt {prompt!r}: its {how} anchor {anchor!r} {why}")
+        return problems
+
+    def check_anchor_problems(self) -> None:
+        """Raise ValueError naming every unusable anchor and the fix (``anchor=`` or ``concept_words=``)."""
+        problems = self.anchor_problems()
+        if problems:
+            raise ValueError(
+                f"concept {self.name!r}: the calibration nulls need, per prompt, an anchor that is the prompt "
+                "without the concept: " + "; ".join(problems) + ". Give anchor= (one per prompt; ';'-separated "
+                "in --uoc-anchor / --anchor) or concept_words= (uoc audit: --concept-word; every word that names "
+                "the concept, e.g. a full name)")
+
     @property
     def anchors_derived(self) -> bool:
         """True when the anchors were derived from the prompts, not given."""

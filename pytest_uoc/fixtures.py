@@ -162,6 +162,11 @@ def check_marker(marker: Any, nodeid: str, base: Path | None, settings: Any,
         check_max_seeds(tuple(seeds), effective.max_seeds, where=source)
     except SettingError as exc:
         raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
+    if effective.rule == "calibrated":
+        try:
+            concept.check_anchor_problems()
+        except ValueError as exc:
+            raise pytest.UsageError(f"pytest-uoc: {nodeid}: {exc}") from None
     return concept, extra
 
 

@@ -402,6 +402,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("=", "pytest-uoc: unlearning or concealment")
     for line in terminal_table([row.to_dict() for row in session.results]):
         terminalreporter.write_line(line)
+    for line in _anchor_lines([row.to_dict() for row in session.results]):
+        terminalreporter.write_line(line)
     if session.unfinished:
         terminalreporter.write_line(
             f"interrupted: {len(session.unfinished)} test(s) did not finish: " + ", ".join(session.unfinished[:10])
@@ -418,6 +420,24 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if session.settings.report and not session.report_error:
         terminalreporter.write_line(f"report: {session.settings.report}"
                                     + (" (marked interrupted)" if session.unfinished else ""))
+
+
+def _anchor_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Once per concept and anchor set, whatever the outcome: 'anchors of 'three' (derived): p -> a, ...'."""
+    lines, seen = [], set()
+    for row in rows:
+        anchors, prompts = row.get("anchors"), row.get("prompts")
+        if not anchors:
+            continue
+        key = (row.get("concept"), tuple(anchors), tuple(prompts or ()))
+        if key in seen:
+            continue
+        seen.add(key)
+        pairs = (", ".join(f"{p!r} -> {a!r}" for p, a in zip(prompts, anchors, strict=False)) if prompts
+                 else ", ".join(repr(a) for a in anchors))
+        how = "derived" if row.get("anchors_derived") else "given"
+        lines.append(f"anchors of {row.get('concept')!r} ({how}): {pairs}")
+    return lines
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

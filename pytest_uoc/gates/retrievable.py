@@ -39,6 +39,7 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
                   crs=None if crs_value is None else round(crs_value, 4), curve=curve.to_dict(),
                   rule="absolute" if cal is None else f"calibrated:{cal['mode']}", reason=verdict.reason,
                   anchors=list(getattr(probe, "anchors", ())) or None,
+                  prompts=list(getattr(probe.concept, "prompts", ())) or None,
                   anchors_derived=getattr(probe.concept, "anchors_derived", None),
                   scorer=None if cal is None else cal.get("scorer"), calibration=cal,
                   sequential=getattr(verdict, "sequential", None),
