@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,50 @@ def test_fingerprints_are_the_same_in_every_process() -> None:
                              env={**__import__("os").environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"})
         keys.add(out.stdout.strip().splitlines()[-1])
     assert len(keys) == 1, keys
+
+
+# -- issue 27 item 1: every scheduler a Stable Diffusion user runs, SD 1.4's PNDM as it ships ------------------
+
+SD14_SCHEDULER = Path(__file__).parent / "data" / "sd-v1-4-scheduler_config.json"
+SCHEDULERS = [
+    ("PNDMScheduler", {}),  # SD 1.4's own: skip_prk_steps, steps_offset 1 (tests/data)
+    ("EulerDiscreteScheduler", {}),
+    ("EulerAncestralDiscreteScheduler", {}),
+    ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    ("LMSDiscreteScheduler", {}),
+    ("UniPCMultistepScheduler", {}),
+    ("DDIMScheduler", {}),
+]
+
+
+@pytest.mark.parametrize(("scheduler_name", "extra"), SCHEDULERS,
+                         ids=[f"{n}-{e.get('algorithm_type', 'default')}" for n, e in SCHEDULERS])
+def test_cache_with_sd_schedulers_second_checkpoint_and_rerun(tiny_pipe, tiny_unet, tmp_path, scheduler_name,
+                                                              extra) -> None:
+    """A second checkpoint costs the original nothing, a re-run nothing at all, images bit-identical to no cache."""
+    import json
+
+    import diffusers
+
+    from pytest_uoc.diffusion.loading import _pipeline_with_unet
+
+    config = json.loads(SD14_SCHEDULER.read_text())
+    assert config["_class_name"] == "PNDMScheduler" and config["skip_prk_steps"] and config["steps_offset"] == 1
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    config["prediction_type"] = tiny_pipe.scheduler.config.prediction_type
+    pipe = _pipeline_with_unet(tiny_pipe, tiny_pipe.unet)
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config({**config, **extra})
+    other = build_unet(TEST_SIZE, seed=7)
+    plain = _engine(pipe, tiny_unet).sweep(PROMPTS, PSIS, SEEDS)
+    plain_other = _engine(pipe, other).sweep(PROMPTS, PSIS, SEEDS)
+    cold = _engine(pipe, tiny_unet, TrajectoryCache(tmp_path), cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    assert cold.original_unet_evals == plain.original_unet_evals > 0
+    second = _engine(pipe, other, TrajectoryCache(tmp_path), cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    assert second.original_unet_evals == 0, "a second checkpoint must not redo the original's walk"
+    rerun = _engine(pipe, tiny_unet, TrajectoryCache(tmp_path), cache_images=True).sweep(PROMPTS, PSIS, SEEDS)
+    assert rerun.unet_evals == 0, "a re-run must cost nothing"
+    for psi in PSIS:
+        assert torch.equal(cold[psi], plain[psi]), psi
+        assert torch.equal(second[psi], plain_other[psi]), psi
+        assert torch.equal(rerun[psi], plain[psi]), psi

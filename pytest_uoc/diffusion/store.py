@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .sampler import Trajectory
@@ -175,6 +176,10 @@ class SweepStore:
 # --------------------------------------------------------------------------- scheduler state per image
 
 
+#: Marks a numpy array of scheduler state, stored as a tensor (``{_NUMPY: tensor}``).
+_NUMPY = "numpy"
+
+
 def _state_names(scheduler: Any) -> list[str]:
     return sorted(k for k in vars(scheduler) if not k.startswith("__") and k != "config")
 
@@ -217,6 +222,13 @@ def scheduler_state(scheduler: Any, fresh: Any, batch: int) -> list[dict[str, An
             if value != before:
                 for i in range(batch):
                     per_image[i][name] = value
+        elif isinstance(value, np.ndarray):
+            # Schedule arrays (PNDM's ``_timesteps``, ``prk_timesteps``, ``plms_timesteps``): the
+            # same for every image of the run, so each image keeps a copy.
+            if isinstance(before, np.ndarray) and np.array_equal(value, before):
+                continue
+            for i in range(batch):  # kept as a tensor: cache entries load with weights_only=True
+                per_image[i][name] = {_NUMPY: torch.from_numpy(np.array(value, copy=True))}
         elif value is before or _same(value, before):
             continue
         else:
@@ -238,6 +250,11 @@ def restore_scheduler(fresh: Any, states: Sequence[dict[str, Any]], device: torc
                 column = [v[position] for v in values]
                 merged.append(None if column[0] is None else torch.cat(column).to(device))
             setattr(fresh, name, merged)
+        elif isinstance(first, dict) and _NUMPY in first:
+            arrays = [v[_NUMPY].numpy() for v in values]
+            if any(not np.array_equal(a, arrays[0]) for a in arrays):
+                raise ValueError(f"scheduler state {name!r} differs between images of one batch")
+            setattr(fresh, name, arrays[0].copy())
         else:
             if any(v != first for v in values):
                 raise ValueError(f"scheduler state {name!r} differs between images of one batch")
