@@ -19,7 +19,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["PipelineSize", "ZOO_SIZE", "TEST_SIZE", "build_pipeline", "build_tokenizer", "sd_scheduler"]
+__all__ = [
+    "PipelineSize", "ZOO_SIZE", "TEST_SIZE", "UNET_STYLES", "build_pipeline", "build_tokenizer", "sd_scheduler",
+    "sd14_scheduler",
+]
+
+# UNet text conditioning: "pooled" (the zoo's: cross-attention at the lower level plus diffusers'
+# "text" addition embedding), "sd1" (SD 1.x: cross-attention only, at the lower level) and "sd1-wide"
+# (SD 1.x: cross-attention only, at both levels, so at 16×16 too).
+UNET_STYLES = ("pooled", "sd1", "sd1-wide")
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
@@ -117,16 +125,37 @@ def sd_scheduler(prediction_type: str = "epsilon") -> Any:
     )
 
 
-def build_unet(size: PipelineSize, seed: int = 0) -> Any:
-    """A UNet2DConditionModel of the given size with seeded random weights."""
+def sd14_scheduler(prediction_type: str = "epsilon") -> Any:
+    """The scheduler configuration Stable Diffusion 1.4 ships (PNDM, PLMS steps only)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, prediction_type=prediction_type,
+        trained_betas=None,
+    )
+
+
+def build_unet(size: PipelineSize, seed: int = 0, style: str = "pooled") -> Any:
+    """A UNet2DConditionModel of the given size with seeded random weights (``style``: see UNET_STYLES)."""
     from diffusers import UNet2DConditionModel
 
+    if style not in UNET_STYLES:
+        raise ValueError(f"unknown UNet style {style!r}; known: {', '.join(UNET_STYLES)}")
     torch.manual_seed(seed)
     n = len(size.unet_channels)
-    # Cross-attention below the top resolution only: it is where text conditioning acts
-    # and the top level's self-attention would dominate the CPU cost.
-    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1)
-    up = ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",)
+    if style == "sd1-wide":
+        down = ("CrossAttnDownBlock2D",) * n
+        up = ("CrossAttnUpBlock2D",) * n
+    else:
+        # Cross-attention below the top resolution only: it is where text conditioning acts
+        # and the top level's self-attention would dominate the CPU cost.
+        down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1)
+        up = ("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",)
+    pooled = (
+        {"addition_embed_type": "text", "addition_embed_type_num_heads": size.pool_heads}
+        if style == "pooled" else {}
+    )
     return UNet2DConditionModel(
         sample_size=size.latent_size, in_channels=4, out_channels=4, layers_per_block=1,
         block_out_channels=size.unet_channels, down_block_types=down, up_block_types=up,
@@ -135,8 +164,9 @@ def build_unet(size: PipelineSize, seed: int = 0) -> Any:
         # Besides cross-attention, an attention-pooled text embedding joins the time embedding
         # (diffusers' "text" addition embedding): a tiny UNet learns to follow the digit word
         # through it within a CPU budget, where cross-attention alone did not (measured: after
-        # 1600 steps the digit word was ignored and only the colour followed).
-        addition_embed_type="text", addition_embed_type_num_heads=size.pool_heads,
+        # 1600 steps the digit word was ignored and only the colour followed). The "sd1" styles
+        # leave it out: the prompt acts through cross-attention only, as in SD 1.x.
+        **pooled,
     )
 
 
@@ -169,15 +199,22 @@ def build_text_encoder(size: PipelineSize, tokenizer: Any, seed: int = 0) -> Any
 
 
 def build_pipeline(
-    words: Iterable[str], size: PipelineSize = TEST_SIZE, seed: int = 0, prediction_type: str = "epsilon"
+    words: Iterable[str], size: PipelineSize = TEST_SIZE, seed: int = 0, prediction_type: str = "epsilon",
+    unet_style: str = "pooled", scheduler: str = "ddim",
 ) -> Any:
-    """A complete StableDiffusionPipeline with random weights, built offline."""
+    """A complete StableDiffusionPipeline with random weights, built offline.
+
+    ``scheduler``: "ddim" (SD 1.x's DDIM configuration) or "pndm" (the PNDM one SD 1.4 ships).
+    """
+    if scheduler not in ("ddim", "pndm"):
+        raise ValueError(f"scheduler must be 'ddim' or 'pndm', got {scheduler!r}")
+    make_scheduler = sd14_scheduler if scheduler == "pndm" else sd_scheduler
     from diffusers import StableDiffusionPipeline
 
     tokenizer = build_tokenizer(words, size.max_length)
     pipe = StableDiffusionPipeline(
         vae=build_vae(size, seed), text_encoder=build_text_encoder(size, tokenizer, seed),
-        tokenizer=tokenizer, unet=build_unet(size, seed), scheduler=sd_scheduler(prediction_type),
+        tokenizer=tokenizer, unet=build_unet(size, seed, unet_style), scheduler=make_scheduler(prediction_type),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

@@ -51,6 +51,28 @@ LATENT_STD = 1.0
 # (measured: the seed, not the prompt, chose the digit; judge digit accuracy 0.19). v ≈ −x0 at high
 # noise, so there the loss is about the digit the prompt asks for (accuracy 0.67, same budget).
 PREDICTION_TYPE = "v_prediction"
+# The UNet's text conditioning (build.UNET_STYLES): "pooled" is the shipped zoo's (cross-attention
+# plus an attention-pooled text embedding added to the time embedding); "sd1" is SD 1.x's
+# (cross-attention only); "sd1-wide" adds cross-attention at the 16×16 level too (3.4× the CPU cost
+# of a training step).
+UNET_STYLE = "pooled"
+# The scheduler configuration saved with the pipeline: "ddim" (SD 1.x's DDIM) or "pndm" (SD 1.4's).
+SCHEDULER = "ddim"
+# Per-sample weight of the denoising MSE (issue 21): "none"; "snr+1" weights the ε error by
+# 1/ᾱ_t = SNR + 1, so that an ε-predicting UNet gets the gradient of the v-objective
+# (|v − v̂|² = |ε − ε̂|² / ᾱ_t); "snr+1-cap<K>" caps that weight at K (min-SNR style).
+LOSS_WEIGHT = "none"
+
+
+def loss_weight(kind: str, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights of the denoising MSE for ``alpha_bar`` (see LOSS_WEIGHT)."""
+    if kind == "none":
+        return torch.ones_like(alpha_bar)
+    if kind == "snr+1":
+        return 1 / alpha_bar
+    if kind.startswith("snr+1-cap"):
+        return (1 / alpha_bar).clamp(max=float(kind[len("snr+1-cap"):]))
+    raise ValueError(f"unknown loss weight {kind!r}: none, snr+1 or snr+1-cap<K>")
 
 
 def log(message: str) -> None:
@@ -136,8 +158,12 @@ def train_unet(
     drop_prompt: float = 0.1,
     high_noise: float = 0.5,
     prediction_type: str = "epsilon",
+    weighting: str = "none",
 ) -> None:
     """Denoising training on scaled latents with random captions (CFG dropout 10%).
+
+    ``weighting`` weights each sample's MSE (``loss_weight``); weights are divided by
+    their mean over the batch's timestep distribution so the loss keeps its scale.
 
     ``high_noise`` of the timesteps are drawn from [600, 1000) instead of [0, 1000):
     on 16×16 latents SD's schedule leaves the shape readable from x_t at most
@@ -155,6 +181,9 @@ def train_unet(
     for m in modules:
         m.train()
     warmup = max(1, steps // 20)
+    # Mean weight under the timestep draw below (half uniform on [0, 1000), half on [600, 1000)).
+    all_w = loss_weight(weighting, alphas)
+    w_norm = float((1 - high_noise) * all_w.mean() + high_noise * all_w[600:].mean())
     for step in range(steps):
         idx = torch.randint(0, latents.shape[0], (batch,), generator=gen)
         x0 = latents[idx]
@@ -177,7 +206,8 @@ def train_unet(
             with torch.no_grad():
                 emb = text_encoder(ids)[0]
         target = methods.denoising_target(x0, eps, a, prediction_type)
-        loss = F.mse_loss(unet(x_t, t, encoder_hidden_states=emb).sample, target)
+        err = (unet(x_t, t, encoder_hidden_states=emb).sample - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (loss_weight(weighting, alphas[t]) / w_norm * err).mean()
         scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in opt.param_groups:
             group["lr"] = lr * scale
@@ -304,7 +334,9 @@ STAGES = ("vae", "original", "judge", "gold", "methods", "install")
 def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps: int, judge_steps: int,
               size: PipelineSize = ZOO_SIZE, concepts: Sequence[str] = CONCEPTS, seed: int = 0,
               limit_images: int | None = None, stages: Sequence[str] = STAGES,
-              latent_std: float = LATENT_STD, prediction_type: str = PREDICTION_TYPE) -> dict:
+              latent_std: float = LATENT_STD, prediction_type: str = PREDICTION_TYPE,
+              unet_style: str = UNET_STYLE, scheduler: str = SCHEDULER, weighting: str = LOSS_WEIGHT,
+              train_text: bool = False) -> dict:
     """Train the requested stages (resuming from ``work``) and write the shipped files to ``out``.
 
     Stages already done in ``work`` are loaded, not retrained; gold standards
@@ -320,7 +352,9 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     manifest: dict = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     manifest["settings"] = {"steps": steps, "vae_steps": vae_steps, "method_steps": method_steps,
                             "judge_steps": judge_steps, "seed": seed, "size": size.__dict__,
-                            "latent_std": latent_std, "prediction_type": prediction_type}
+                            "latent_std": latent_std, "prediction_type": prediction_type,
+                            "unet_style": unet_style, "scheduler": scheduler, "loss_weight": weighting,
+                            "train_text_encoder": train_text}
 
     def record(name: str, **info: Any) -> None:
         # Re-read first: gold standards may train in parallel processes sharing this file.
@@ -333,7 +367,8 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
     data = load_digit_images()
     if limit_images:
         data = data.subset(torch.arange(len(data)) % max(1, len(data) // limit_images) == 0)
-    pipe = build_pipeline(world.all_words(), size, seed=seed, prediction_type=prediction_type)
+    pipe = build_pipeline(world.all_words(), size, seed=seed, prediction_type=prediction_type,
+                          unet_style=unet_style, scheduler=scheduler)
 
     # VAE
     vae_file = work / "vae.safetensors"
@@ -366,8 +401,9 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
         start = time.time()
         # The text encoder stays at its seeded random initialisation, frozen, as SD's CLIP is frozen:
         # measured with the judge, it followed the digit word better (26% vs 21% with joint training).
-        train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=False, seed=seed,
-                   prediction_type=prediction_type)
+        # (issue 21 retries the joint training with the SD 1.x UNet: ``--train-text-encoder``.)
+        train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, latents, data, steps=steps, train_text=train_text,
+                   seed=seed, prediction_type=prediction_type, weighting=weighting)
         _save_state(pipe.unet, unet_file)
         _save_state(pipe.text_encoder, text_file)
         record("digits", method="pre-training", seconds=round(time.time() - start, 1))
@@ -399,7 +435,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
             gold = copy.deepcopy(init_unet)
             kept = data.subset(keep)
             train_unet(gold, pipe.text_encoder, pipe.tokenizer, latents[keep], kept, steps=steps, train_text=False, seed=seed,
-                       prediction_type=prediction_type)
+                       prediction_type=prediction_type, weighting=weighting)
             _save_state(gold, variant_files["gold"])
             record(f"digits-gold-{concept}", method="retrained without the concept", concept=concept,
                    seconds=round(time.time() - start, 1), images=int(keep.sum()))
@@ -490,6 +526,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--judge-steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prediction-type", default=PREDICTION_TYPE, choices=["epsilon", "v_prediction"])
+    parser.add_argument("--unet-style", default=UNET_STYLE, choices=["pooled", "sd1", "sd1-wide"],
+                        help="text conditioning of the UNet: pooled (the shipped zoo's), sd1 (cross-attention only)")
+    parser.add_argument("--scheduler", default=SCHEDULER, choices=["ddim", "pndm"],
+                        help="scheduler configuration saved with the pipeline (pndm: SD 1.4's)")
+    parser.add_argument("--loss-weight", default=LOSS_WEIGHT,
+                        help="per-sample weight of the denoising MSE: none, snr+1 (1/ᾱ: the v-objective's "
+                             "gradient for an ε-predicting UNet) or snr+1-cap<K>")
+    parser.add_argument("--train-text-encoder", action="store_true",
+                        help="train the text encoder with the original's UNet (default: frozen at its init)")
     parser.add_argument("--latent-std", type=float, default=LATENT_STD,
                         help="standard deviation of the scaled latents (sets the VAE's scaling_factor)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -502,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_zoo(args.work, args.out, steps=args.steps, vae_steps=args.vae_steps, method_steps=args.method_steps,
               judge_steps=args.judge_steps, seed=args.seed, concepts=args.concepts,
               stages=[s.strip() for s in args.stages.split(",") if s.strip()], latent_std=args.latent_std,
-              prediction_type=args.prediction_type)
+              prediction_type=args.prediction_type, unet_style=args.unet_style, scheduler=args.scheduler,
+              weighting=args.loss_weight, train_text=args.train_text_encoder)
     log(f"zoo built in {time.time() - start:.0f} s")
     return 0
 
