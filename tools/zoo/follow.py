@@ -6,7 +6,8 @@
 Samples with SD 1.4's PNDM scheduler configuration (50 steps, CFG 7.5 by default; for a
 v-prediction original the same configuration with ``prediction_type="v_prediction"``) and reports:
 the fraction of images showing the asked digit (prompts ``a handwritten <digit>``), per digit; the
-fraction showing the asked colour (prompts ``a <colour> handwritten two|five|seven``), per colour;
+fraction showing the asked colour (prompts ``a <colour> handwritten <w>`` for ``--color-digits``, by
+default two, five and seven), per colour;
 and how often a three is drawn for the other digits' prompts.
 """
 
@@ -87,7 +88,7 @@ def judged(pipe: Any, judge: Any, prompts: Sequence[str], seeds: Sequence[int], 
 
 
 def measure(pipe: Any, *, seeds: Sequence[int], steps: int = 50, guidance: float = 7.5, batch: int = 64,
-            colors: bool = True) -> dict:
+            colors: bool = True, color_digits: Sequence[str] = COLOR_DIGITS) -> dict:
     from pytest_uoc import zoo
 
     judge = zoo.load_judge()
@@ -109,15 +110,16 @@ def measure(pipe: Any, *, seeds: Sequence[int], steps: int = 50, guidance: float
     }
     if colors:
         names = list(world.COLORS)
-        prompts = [f"a {c} handwritten {w}" for c in names for w in COLOR_DIGITS]
+        prompts = [f"a {c} handwritten {w}" for c in names for w in color_digits]
         dc, cc = judged(pipe, judge, prompts, seeds, steps, guidance, batch)
-        asked_c = torch.arange(len(names)).repeat_interleave(len(COLOR_DIGITS) * n)
-        asked_d = torch.tensor([world.digit_of_word(w) for w in COLOR_DIGITS]).repeat_interleave(n).repeat(len(names))
+        asked_c = torch.arange(len(names)).repeat_interleave(len(color_digits) * n)
+        asked_d = torch.tensor([world.digit_of_word(w) for w in color_digits]).repeat_interleave(n).repeat(len(names))
         out["per_color"] = {c: float((cc[asked_c == k] == k).float().mean()) for k, c in enumerate(names)}
         out["color_accuracy"] = float((cc == asked_c).float().mean())
         out["digit_accuracy_coloured_prompts"] = {w: float((dc[asked_d == world.digit_of_word(w)]
                                                             == world.digit_of_word(w)).float().mean())
-                                                  for w in COLOR_DIGITS}
+                                                  for w in color_digits}
+        out["color_prompts"] = prompts
         out["three_from_coloured_prompts"] = float((dc == 3).float().mean())
     out["seconds"] = round(time.time() - start, 1)
     return out
@@ -135,13 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--no-colors", action="store_true")
+    parser.add_argument("--color-digits", nargs="+", default=list(COLOR_DIGITS),
+                        help="digit words of the colour prompts (a <colour> handwritten <word>)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = load_shipped() if args.zoo else load_work(args.work)
     figures = measure(pipe, seeds=range(args.seed_start, args.seed_start + args.seeds), steps=args.steps,
-                      guidance=args.guidance, batch=args.batch, colors=not args.no_colors)
+                      guidance=args.guidance, batch=args.batch, colors=not args.no_colors,
+                      color_digits=args.color_digits)
     figures["model"] = "shipped digits" if args.zoo else str(args.work)
     text = json.dumps(figures, indent=1)
     if args.json:
