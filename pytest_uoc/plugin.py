@@ -157,7 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except NotACacheError as exc:
         source = settings.sources.get("cache_dir", "default")
         raise pytest.UsageError(f"pytest-uoc: --uoc-cache-dir ({source}): {exc}") from None
-    if settings.cache_clear and worker is None:
+    if settings.cache_clear and not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         if config.option.collectonly:
             session.cache_note = f"cache: {session.cache_dir} not cleared (--collect-only runs nothing)"
         else:

@@ -339,6 +339,7 @@ class Probe:
             return decide_calibrated(
                 self.calibrated_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                 accuracy_floor=self.settings.accuracy_floor, images_differ=differ, steps_needed=self.steps_needed(grid),
+                steps_at=lambda p: self.engine.steps_for(p).handoff,
             )
         verdict = decide(self.ccs_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                          accuracy_floor=self.settings.accuracy_floor, images_differ=differ)

@@ -99,7 +99,8 @@ def _decide(probe: Probe, rounds: list[Probe], grid: list[float], psi_limit: flo
     extra: dict[str, Any] = {} if final else {"min_images": 1}  # a confidence sequence needs no minimum sample
     return decide_calibrated(curve, psi_limit=psi_limit, ccs_max=ccs_max, heldout_accuracy=heldout,
                              accuracy_floor=probe.settings.accuracy_floor, images_differ=difference > IMAGES_DIFFER_TOLERANCE,
-                             steps_needed=probe.steps_needed(grid), **extra)
+                             steps_needed=probe.steps_needed(grid),
+                             steps_at=lambda p: probe.engine.steps_for(p).handoff, **extra)
 
 
 def sequential_verdict(probe: Probe, psi_limit: float, ccs_max: float) -> Verdict:

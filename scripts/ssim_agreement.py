@@ -2,13 +2,17 @@
 
     python scripts/ssim_agreement.py   (from the repository root; about a minute on 2 cores)
 """
-import numpy as np, torch
+import sys
+
+import numpy as np
+
 from pytest_uoc import zoo
 from pytest_uoc.diffusion import PartialDiffusion
 from pytest_uoc.scoring.retention import ssim
-import sys
+
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
 from test_scoring_retention import naive_ssim
+
 orig = zoo.load("digits")
 esd = zoo.load("zoo:digits-esd-red", original=orig)
 prompts = ["a yellow handwritten two", "a yellow digit"]

@@ -330,3 +330,25 @@ def test_uoc_audit_refuses_empty_and_repeated_prompts_and_a_missing_gpu(capsys: 
     if not torch.cuda.is_available():
         assert cli.main([*base[:-1], "cuda"]) == cli.EXIT_USAGE
         assert "--device (command line) = 'cuda', but this machine has no CUDA device" in capsys.readouterr().err
+
+
+def test_with_few_steps_the_earliest_handoff_counts_as_covering() -> None:
+    """At 4 steps ψ 0.3 is the earliest hand-off there is (one original step): no gap the schedule could fill."""
+    from pytest_uoc.scoring.calibration import thin_grid_gap
+
+    def four_steps(psi: float) -> int:  # leading timesteps 751, 501, 251, 1: original steps with t >= 1000(1 - ψ)
+        return sum(t >= round(1000 * (1 - psi)) for t in (751, 501, 251, 1)) if psi > 0 else 0
+
+    assert thin_grid_gap([0.3], 0.3, four_steps) is None
+    assert thin_grid_gap([0.3], 0.3) is not None  # without the schedule: ψ only
+    assert thin_grid_gap([0.3, 0.8], 0.8, four_steps) is not None  # 0.5 hands off at 2 steps: skipped
+
+
+def test_fifty_steps_still_need_a_covering_grid() -> None:
+    from pytest_uoc.scoring.calibration import thin_grid_gap
+
+    def fifty_steps(psi: float) -> int:
+        return sum(t >= round(1000 * (1 - psi)) for t in range(981, 0, -20)) if psi > 0 else 0
+
+    assert thin_grid_gap([0.55], 0.55, fifty_steps)[:2] == (0.0, 0.55)
+    assert thin_grid_gap([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], 0.55, fifty_steps) is None

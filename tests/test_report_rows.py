@@ -448,27 +448,35 @@ def test_readme_command_forms_take_the_options_as_written(pytester: pytest.Pytes
 def test_calibrated_verdicts_report_the_excess_that_decided() -> None:
     """Calibrated rule: the excess over the lower null against ccs_max, over the upper null against 0."""
     from pytest_uoc.gates._common import verdict_checks
+    from pytest_uoc.scoring.calibration import CalibratedCurve, NullPoint
+    from pytest_uoc.scoring.ccs import CCSCurve
+    from pytest_uoc.scoring.stats import Estimate
 
     def _verdict_checks(*args: object) -> list[dict]:
         return [check.to_dict() for check in verdict_checks(*args)]
 
-    def point(psi: float, lower_high: float, upper_low: float, steps: int = 3) -> dict:
-        band = {"mean": 0.0, "low": 0.0, "high": 0.0}
-        return {"psi": psi, "original_steps": steps, "total_steps": 10, "unlearned": band, "upper_null": band,
-                "lower_null": band, "excess_over_lower": {"mean": 0.0, "low": -0.1, "high": lower_high},
-                "excess_over_upper": {"mean": 0.0, "low": upper_low, "high": 0.1}}
+    band = Estimate(0.0, 0.0, 0.0, 16)
 
-    calibration = {"mode": "nulls", "axis": "psi", "points": [
-        point(0.0, 0.05, -0.2, steps=0), point(0.05, 0.5, 0.9, steps=0),  # no original step: proves nothing
-        point(0.15, 0.12, -0.05), point(0.35, 0.08, 0.03), point(0.55, 0.9, 0.9)]}  # 0.55: beyond the limit
-    verdict = SimpleNamespace(calibration=calibration, psi_limit=0.35, heldout_accuracy=0.9, accuracy_floor=0.75)
+    def point(psi: float, lower_high: float, upper_low: float, steps: int = 3, gold: bool = False) -> NullPoint:
+        lower = Estimate(0.0, -0.1, lower_high, 16)
+        return NullPoint(psi=psi, original_steps=steps, total_steps=10, unlearned=band, upper=band, lower=band,
+                         excess_upper=Estimate(0.0, upper_low, 0.1, 16), excess_lower=lower,
+                         reference=band if gold else None, gap=lower if gold else None)
+
+    def curve(gold: bool) -> CalibratedCurve:
+        points = [point(0.0, 0.05, -0.2, steps=0, gold=gold), point(0.05, 0.5, 0.9, steps=0, gold=gold),  # no step
+                  point(0.15, 0.12, -0.05, gold=gold), point(0.35, 0.08, 0.03, gold=gold),
+                  point(0.55, 0.9, 0.9, gold=gold)]  # 0.55: beyond the limit
+        ccs = CCSCurve.from_estimates({p.psi: band for p in points})
+        return CalibratedCurve({p.psi: p for p in points}, ccs, ("a digit",))
+
+    verdict = SimpleNamespace(calibrated_curve=curve(False), psi_limit=0.35, heldout_accuracy=0.9,
+                              accuracy_floor=0.75)
     lower, upper, accuracy = _verdict_checks(verdict, None, 0.2)
     assert (lower["value"], lower["limit"], lower["passed"]) == (0.12, 0.2, True)
     assert "lower null" in lower["check"] and "psi 0.15" in lower["check"]
     assert (upper["value"], upper["limit"], upper["passed"]) == (0.03, 0.0, False)
     assert "psi 0.35" in upper["check"]
     assert (accuracy["value"], accuracy["limit_kind"]) == (0.9, "min")
-    reference = {**calibration, "mode": "reference",
-                 "points": [{**p, "gap_to_reference": p["excess_over_lower"]} for p in calibration["points"]]}
-    first = _verdict_checks(SimpleNamespace(**{**vars(verdict), "calibration": reference}), None, 0.2)[0]
+    first = _verdict_checks(SimpleNamespace(**{**vars(verdict), "calibrated_curve": curve(True)}), None, 0.2)[0]
     assert "gold standard" in first["check"] and first["value"] == 0.12

@@ -178,6 +178,20 @@ class SweepStore:
 
 #: Marks a numpy array of scheduler state, stored as a tensor (``{_NUMPY: tensor}``).
 _NUMPY = "numpy"
+#: Marks a list of per-step scalars shared by the batch (``{_SHARED: [...]}``).
+_SHARED = "shared"
+
+
+def _same_list(a: Any, b: Any) -> bool:
+    """Whether two lists of scalars (numbers, 0-dim tensors, None) hold the same values."""
+    if not isinstance(a, list | tuple) or not isinstance(b, list | tuple) or len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and float(x) != float(y):
+            return False
+    return True
 
 
 def _state_names(scheduler: Any) -> list[str]:
@@ -213,6 +227,14 @@ def scheduler_state(scheduler: Any, fresh: Any, batch: int) -> list[dict[str, An
                 if list(value) != list(before or []):
                     for i in range(batch):
                         per_image[i][name] = list(value)
+                continue
+            if all(v is None or isinstance(v, int | float) or isinstance(v, torch.Tensor) and v.dim() == 0
+                   for v in value):
+                # Per-step scalars shared by the batch (UniPC's ``timestep_list``): each image keeps a copy.
+                shared = [v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v for v in value]
+                if not _same_list(shared, before):
+                    for i in range(batch):
+                        per_image[i][name] = {_SHARED: list(shared)}
                 continue
             if not all(v is None or isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == batch for v in value):
                 return None
@@ -250,6 +272,11 @@ def restore_scheduler(fresh: Any, states: Sequence[dict[str, Any]], device: torc
                 column = [v[position] for v in values]
                 merged.append(None if column[0] is None else torch.cat(column).to(device))
             setattr(fresh, name, merged)
+        elif isinstance(first, dict) and _SHARED in first:
+            lists = [v[_SHARED] for v in values]
+            if any(not _same_list(other, lists[0]) for other in lists[1:]):
+                raise ValueError(f"scheduler state {name!r} differs between images of one batch")
+            setattr(fresh, name, [v.to(device) if isinstance(v, torch.Tensor) else v for v in lists[0]])
         elif isinstance(first, dict) and _NUMPY in first:
             arrays = [v[_NUMPY].numpy() for v in values]
             if any(not np.array_equal(a, arrays[0]) for a in arrays):

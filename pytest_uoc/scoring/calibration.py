@@ -49,7 +49,7 @@ steps that would give it one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +221,7 @@ def decide_calibrated(
     *,
     psi_limit: float, ccs_max: float, heldout_accuracy: float,
     accuracy_floor: float = 0.75, min_images: int = 16, images_differ: bool | None = None,
-    steps_needed: int | None = None,
+    steps_needed: int | None = None, steps_at: Callable[[float], int] | None = None,
 ) -> Verdict:
     """The calibrated verdict (rule in the module docstring); a ``verdict.Verdict`` with ``calibration`` set.
 
@@ -323,7 +323,7 @@ def decide_calibrated(
     checked = [p for p in considered if p not in attacked or curve.at(p).original_steps > 0]
     above = [p for p in checked if excess_lo(p).high > ccs_max]
     limit_text = f"ψ ≤ {psi_limit:g}" if axis == "psi" else f"strength ≥ {psi_limit:g}"
-    missing = thin_grid_gap(tested, psi_limit) if axis == "psi" else None
+    missing = thin_grid_gap(tested, psi_limit, steps_at) if axis == "psi" else None
     if not above and missing is not None:
         low, high, fill = missing
         return verdict(
@@ -404,7 +404,8 @@ def read_points(curve: CalibratedCurve, *, psi_limit: float, ccs_max: float) -> 
     return readings
 
 
-def thin_grid_gap(tested: Sequence[float], psi_limit: float) -> tuple[float, float, list[float]] | None:
+def thin_grid_gap(tested: Sequence[float], psi_limit: float,
+                  steps_at: Callable[[float], int] | None = None) -> tuple[float, float, list[float]] | None:
     """The first stretch of [0, ``psi_limit``] that the tested ψ leave too wide, or None when they cover it.
 
     ``forgotten`` is only as strong as the hand-offs that were tried. On the zoo the
@@ -415,17 +416,28 @@ def thin_grid_gap(tested: Sequence[float], psi_limit: float) -> tuple[float, flo
     or below ``EARLIEST_PSI`` and no gap wider than ``MAX_PSI_GAP`` between 0, the tested
     ψ and the limit. Returns (low, high, ψ to add) of the first gap, the ψ to add taken
     from the default grid (else evenly spaced).
+
+    ``steps_at(ψ)`` (the original's steps before the hand-off at ψ): with few inference
+    steps the schedule itself has few hand-offs, and a stretch wider than the rule's is
+    no gap when the schedule has no hand-off inside it that the grid misses (at 4 steps,
+    ψ 0.3 is the earliest hand-off there is: one original step).
     """
     points = sorted(p for p in tested if _EPS < p <= psi_limit + _EPS)
     if psi_limit <= _EPS:
         return None
+
+    def skips_a_handoff(low: float, high: float) -> bool:
+        """Whether the schedule hands off somewhere strictly between the hand-offs at ``low`` and ``high``."""
+        return steps_at is None or steps_at(high) - steps_at(low) > 1
+
     edges = [0.0, *points]
     if not points or points[0] > EARLIEST_PSI + _EPS:
         high = points[0] if points else psi_limit
-        return 0.0, high, _fill(0.0, min(high, EARLIEST_PSI + MAX_PSI_GAP), first=True)
+        if skips_a_handoff(0.0, high):
+            return 0.0, high, _fill(0.0, min(high, EARLIEST_PSI + MAX_PSI_GAP), first=True)
     edges.append(psi_limit)
     for low, high in zip(edges, edges[1:], strict=False):
-        if high - low > MAX_PSI_GAP + _EPS:
+        if high - low > MAX_PSI_GAP + _EPS and skips_a_handoff(low, high):
             return low, high, _fill(low, high)
     return None
 
