@@ -115,8 +115,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return target
 
 
-def _own_files(root: Path) -> list[Path]:
-    """The files pytest-uoc wrote under ``root`` (inside ``CACHE_ENTRIES``; the marker excluded)."""
+def _own_files(root: Path) -> list[tuple[Path, os.stat_result]]:
+    """The files pytest-uoc wrote under ``root`` with their stat (inside ``CACHE_ENTRIES``; the marker excluded)."""
     files = []
     for name in CACHE_ENTRIES:
         entry = root / name
@@ -125,7 +125,7 @@ def _own_files(root: Path) -> list[Path]:
         for file in entry.rglob("*"):
             try:
                 if file.is_file() and not file.is_symlink():
-                    files.append(file)
+                    files.append((file, file.stat()))
             except OSError:  # removed by a concurrent run
                 continue
     return files
@@ -136,13 +136,7 @@ def cache_size(folder: str | Path) -> int:
     root = Path(folder).expanduser()
     if not root.is_dir():
         return 0
-    total = 0
-    for file in _own_files(root):
-        try:
-            total += file.stat().st_size
-        except OSError:
-            continue
-    return total
+    return sum(stat.st_size for _, stat in _own_files(root))
 
 
 def clear_cache(folder: str | Path) -> tuple[int, int]:
@@ -155,17 +149,11 @@ def clear_cache(folder: str | Path) -> tuple[int, int]:
     if not root.is_dir():
         return 0, 0
     files = _own_files(root)
-    freed = 0
-    for file in files:
-        try:
-            freed += file.stat().st_size
-        except OSError:
-            pass
     for name in CACHE_ENTRIES:
         entry = root / name
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-    return len(files), freed
+    return len(files), sum(stat.st_size for _, stat in files)
 
 
 def touch(path: str | Path) -> None:
@@ -186,13 +174,7 @@ def evict_lru(folder: str | Path, max_bytes: int) -> tuple[int, int]:
     if not root.is_dir() or max_bytes <= 0:
         return 0, 0
     check_cache_folder(root)
-    entries = []
-    for file in _own_files(root):
-        try:
-            stat = file.stat()
-            entries.append((stat.st_mtime, stat.st_size, file))
-        except OSError:  # removed by a concurrent run
-            continue
+    entries = [(stat.st_mtime, stat.st_size, file) for file, stat in _own_files(root)]
     total = sum(size for _, size, _ in entries)
     removed = freed = 0
     for _, size, file in sorted(entries, key=lambda e: (e[0], str(e[2]))):

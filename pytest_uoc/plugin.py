@@ -400,9 +400,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from .report import terminal_table
 
     terminalreporter.write_sep("=", "pytest-uoc: unlearning or concealment")
-    for line in terminal_table([row.to_dict() for row in session.results]):
-        terminalreporter.write_line(line)
-    for line in _anchor_lines([row.to_dict() for row in session.results]):
+    rows = [row.to_dict() for row in session.results]
+    for line in terminal_table(rows) + _anchor_lines(rows):
         terminalreporter.write_line(line)
     if session.unfinished:
         terminalreporter.write_line(

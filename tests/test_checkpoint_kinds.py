@@ -521,6 +521,7 @@ def test_esd_older_diffusers_script_nested_pt_loads_under_auto(original, esd, tm
     torch.save(nested, str(path))
     base = {k: v.clone() for k, v in original.unet.state_dict().items()}
     pipe = load_unlearned(original, path)
+    assert pipe.uoc_checkpoint["kind"] == "partial" and pipe.uoc_checkpoint["tensors"] == len(names)
     unet_equals(pipe.unet, {k: esd[k] if k in names else base[k] for k in base})
 
 

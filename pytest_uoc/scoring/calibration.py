@@ -279,20 +279,20 @@ def decide_calibrated(
             f"{curve.at(first).unlearned} of the images, above ccs_max={ccs_max:g}",
             first, cause="shown_alone",
         )
-    idle = [p for p in attacked if curve.at(p).original_steps == 0]
-    tested = [p for p in attacked if curve.at(p).original_steps > 0]
+    # The rule's per-point reading is the one gates and reports use (``read_points``).
+    reading = {r.point.psi: r for r in read_points(curve, psi_limit=psi_limit, ccs_max=ccs_max)}
+    idle = [p for p in attacked if reading[p].idle]
+    tested = [p for p in attacked if not reading[p].idle]
     use_reference = curve.has_reference
     what = ("the gold standard" if use_reference
             else "the midpoint of the nulls (the original finishing with the anchor, and steered away)")
     attack = "partial diffusion" if axis == "psi" else "restoration from a noised reference"
 
     def excess_hi(p: float) -> Estimate:
-        point = curve.at(p)
-        return point.gap if use_reference else point.excess_upper  # type: ignore[return-value]
+        return reading[p].high_side
 
     def excess_lo(p: float) -> Estimate:
-        point = curve.at(p)
-        return point.gap if use_reference else point.excess_lower  # type: ignore[return-value]
+        return reading[p].low_side
 
     overall = curve.overall_gap if use_reference else curve.overall_midpoint
     if tested and overall is not None and overall.low > 0:
@@ -320,8 +320,8 @@ def decide_calibrated(
             reason = (f"strength {psi:g} leaves the finishing model 0 of {steps} steps (the reference comes back "
                       "as it is), so it says nothing about restoration; raise the strength or the steps")
         return verdict("inconclusive", reason, cause="idle_psi")
-    checked = [p for p in considered if p not in attacked or curve.at(p).original_steps > 0]
-    above = [p for p in checked if excess_lo(p).high > ccs_max]
+    checked = [p for p in considered if not reading[p].idle]
+    above = [p for p in checked if reading[p].above_limit]
     limit_text = f"ψ ≤ {psi_limit:g}" if axis == "psi" else f"strength ≥ {psi_limit:g}"
     missing = thin_grid_gap(tested, psi_limit, steps_at) if axis == "psi" else None
     if not above and missing is not None:
