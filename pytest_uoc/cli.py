@@ -185,6 +185,9 @@ def audit(args: argparse.Namespace) -> int:
         check_seeds_for_prompts(settings.seeds, len(prompts), where="--seeds: ")
         if settings.rule == "calibrated":
             concept.check_anchor_problems()
+        from .judges.spec import check_judge_for_original, parse_judge_spec
+
+        check_judge_for_original(parse_judge_spec(settings.judge), settings.original)
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
     progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty())
@@ -220,11 +223,15 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
                      f"{type(exc).__name__}: {exc}")
     probe = session.probe(concept, original_pipe, unlearned_pipe, reference_pipe, settings,
                           {"original": str(original), "unlearned": str(unlearned)})
-    from .factory import default_judge
+    from .judges import JudgeUnavailable
+    from .judges.spec import build_judge
 
-    judge, judge_key = default_judge(concept, str(original).startswith("zoo:"))
-    if judge is not None:
-        probe.use_judge(judge, judge_key)
+    try:
+        judge, judge_key = build_judge(settings.judge, concept, original=str(original),
+                                       zoo_original=str(original).startswith("zoo:"))
+    except JudgeUnavailable as exc:
+        return _fail(f"--judge {settings.judge!r}: {exc}")
+    probe.use_judge(judge, judge_key)
     progress.set("probing: sweeps, null finishes and classifier", probe)
     from .report import (
         bracket_at,
@@ -258,7 +265,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
         "curve": curve.to_dict(),
         "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
         "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
-        "bracket_at_psi": bracket_at(verdict, psi)},
+        "bracket_at_psi": bracket_at(verdict, psi), "judge": verdict.judge},
         seconds=round(time.perf_counter() - start, 1), cost=probe.cost.to_dict())
     if gap is not None:
         row.values["gap"] = gap.to_dict()
@@ -269,6 +276,10 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
             print(line)
     for line in terminal_table([row.to_dict()]):
         print(line)
+    if verdict.judge:
+        from .gates._common import judge_line
+
+        print(judge_line(verdict.judge))
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
     written = []  # an output error never costs the verdict: it is printed above, the exit status stands
     for write in (

@@ -92,6 +92,16 @@ def _device(text: str) -> str:
     raise SettingError("expected auto, cpu, cuda or cuda:N")
 
 
+def _judge(text: str) -> str:
+    """A judge spec (``judges.spec``), normalised; SettingError saying the forms expected."""
+    from .judges.spec import parse_judge_spec
+
+    try:
+        return str(parse_judge_spec(str(text)))
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+
+
 def _location(text: str) -> str:
     value = str(text).strip()
     if not value:
@@ -375,6 +385,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("anchor", parse_anchors, None, "anchor prompts of the calibration nulls (the concept prompts with the concept's "
            "words removed): one for all, or one per prompt separated by ';' (default: derived from the prompts)",
            metavar="ANCHORS"),
+    Option("judge", _judge, "auto", "what counts \"shows the concept\": auto, none (the concept classifier), zoo, "
+           "nudenet, safety-checker, clip:PATH, imagenet:PATH or module:factory", metavar="SPEC"),
     Option("rule", _choice(RULES), "calibrated", "verdict rule: calibrated (against null finishes of the original, "
            "or the gold standard) or absolute (CCS against ccs_max alone)"),
     Option("sequential", _bool, False, "decide the calibrated gate in rounds of seeds and stop as soon as it is "
@@ -458,6 +470,7 @@ class Settings:
     backbone: str = "resnet18"
     backbone_weights: str | None = None
     anchor: tuple[str, ...] | None = None
+    judge: str = "auto"
     rule: str = "calibrated"
     sequential: bool = False
     round_seeds: int = 4

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .concept import Concept
-from .factory import default_judge, zoo_concept
+from .factory import zoo_concept
 from .session import CURRENT_REQUEST, get_session, settings_for
 
 __all__ = [
@@ -201,21 +201,30 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
     if reference is not None:
         labels["reference"] = str(settings.reference or loaded_label(reference, original, "reference_pipeline fixture"))
     probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels)
-    probe.use_judge(*_calibration_judge(request, concept, original))
+    probe.use_judge(*_calibration_judge(request, concept, original, settings))
     probe.warn_idle_psis()
     return probe
 
 
-def _calibration_judge(request: pytest.FixtureRequest, concept: Concept, original: Any) -> tuple[Any, str | None]:
+def _calibration_judge(request: pytest.FixtureRequest, concept: Concept, original: Any,
+                       settings: Any) -> tuple[Any, str | None]:
     """The judge the calibrated verdict counts the concept with, and a key naming it.
 
-    The ``uoc_judge`` fixture when a conftest gives one; else, for the zoo's concepts on
-    the zoo's original, the zoo's digit judge; else None (the concept classifier decides).
+    The ``uoc_judge`` fixture when a conftest gives one; else the judge ``--uoc-judge``
+    (or the marker's ``judge=``) names: by default (``auto``) the zoo's digit judge for the
+    zoo's concepts on the zoo's original, else None (the concept classifier decides).
     """
     judge = request.getfixturevalue("uoc_judge")
     if judge is not None:
         return judge, f"uoc_judge:{type(judge).__qualname__}:{getattr(judge, '__name__', '')}"
-    return default_judge(concept, is_zoo_pipeline(original))
+    from .judges import JudgeUnavailable
+    from .judges.spec import build_judge
+
+    try:
+        return build_judge(settings.judge, concept, original=settings.original,
+                           zoo_original=is_zoo_pipeline(original))
+    except JudgeUnavailable as exc:
+        raise pytest.UsageError(f"pytest-uoc: {request.node.nodeid}: judge {settings.judge!r}: {exc}") from None
 
 
 @pytest.fixture

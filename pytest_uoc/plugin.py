@@ -145,6 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as exc:
         raise pytest.UsageError(f"pytest-uoc: {exc}") from None
     _check_device(settings)
+    _check_judge(settings)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     session = UocSession(settings=settings, rootdir=Path(str(config.rootpath)), worker=worker)
     config.stash[SESSION_KEY] = session
@@ -179,6 +180,17 @@ def _check_device(settings: Any) -> None:
         raise pytest.UsageError(
             f"pytest-uoc: --uoc-device ({source}) = {settings.device!r}, but this machine has {have}; use "
             "--uoc-device cpu to run on the CPU on purpose, or auto (gpu-marked tests are then skipped without CUDA)")
+
+
+def _check_judge(settings: Any) -> None:
+    """A judge that cannot work with this original (``safety-checker`` without its folder) is a usage error now."""
+    from .judges.spec import check_judge_for_original, parse_judge_spec
+
+    try:
+        check_judge_for_original(parse_judge_spec(settings.judge), settings.original)
+    except ValueError as exc:
+        source = settings.sources.get("judge", "default")
+        raise pytest.UsageError(f"pytest-uoc: --uoc-judge ({source}): {exc}") from None
 
 
 def _register_hypothesis_profile() -> None:

@@ -116,6 +116,7 @@ class Probe:
         #: None: the concept classifier (``concept_classifier``) scores the images instead.
         self.judge = judge
         self._judge_key: str | None = None if judge is None else f"id:{id(judge)}"
+        self._judge_check: Any = None
         self.engine = engine
         self.reference_engine = reference_engine
         self.settings = settings or ProbeSettings()
@@ -323,24 +324,22 @@ class Probe:
         ``ccs_max`` alone (``scoring.verdict.decide``). Either way a ψ > 0 that gives
         the original no step is never evidence of forgetting.
         """
-        from .scoring import decide, decide_calibrated
+        from .scoring import decide
 
         rule = rule or self.settings.rule
         if rule not in ("calibrated", "absolute"):
             raise ValueError(f"rule must be 'calibrated' or 'absolute', got {rule!r}")
         limit = check_psi(psi_limit, name="psi")
+        if rule == "calibrated" and self.judge is not None and not self.judge_check.believed:
+            return self._blind_judge_verdict(limit, ccs_max)
         if rule == "calibrated" and self.settings.sequential:
             from .rounds import sequential_verdict
 
-            return sequential_verdict(self, limit, ccs_max)
+            return self._with_judge(sequential_verdict(self, limit, ccs_max))
         grid = self.verdict_grid(limit)
         differ = self._images_differ()
         if rule == "calibrated":
-            return decide_calibrated(
-                self.calibrated_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
-                accuracy_floor=self.settings.accuracy_floor, images_differ=differ, steps_needed=self.steps_needed(grid),
-                steps_at=lambda p: self.engine.steps_for(p).handoff,
-            )
+            return self._with_judge(self._decide_calibrated(grid, limit, ccs_max, differ))
         verdict = decide(self.ccs_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                          accuracy_floor=self.settings.accuracy_floor, images_differ=differ)
         idle = [p for p in grid if 0 < p <= limit and self.engine.steps_for(p).handoff == 0]
@@ -352,6 +351,28 @@ class Probe:
                        f"nothing about retrieval; use at least {needed} steps",
             )
         return verdict
+
+    def _decide_calibrated(self, grid: list[float], limit: float, ccs_max: float, differ: bool) -> Verdict:
+        from .scoring import decide_calibrated
+
+        return decide_calibrated(
+            self.calibrated_curve(grid), psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
+            accuracy_floor=self.settings.accuracy_floor, images_differ=differ, steps_needed=self.steps_needed(grid),
+            steps_at=lambda p: self.engine.steps_for(p).handoff,
+        )
+
+    def _with_judge(self, verdict: Verdict) -> Verdict:
+        """The verdict with the judge's record and check attached (unchanged without a judge)."""
+        if self.judge is None:
+            return verdict
+        return dataclasses.replace(verdict, judge=self.judge_check.to_dict())
+
+    def _blind_judge_verdict(self, limit: float, ccs_max: float) -> Verdict:
+        """``inconclusive``: the judge failed its check; decided on ψ = 0 alone, so no sweep is paid for."""
+        check = self.judge_check
+        base = self._decide_calibrated([0.0], limit, ccs_max, self._images_differ())
+        return dataclasses.replace(base, kind="inconclusive", reason=check.reason, first_retrieving_psi=None,
+                                   cause="judge_blind", judge=check.to_dict())
 
     def idle_psis(self, psis: Iterable[float] | None = None) -> list[float]:
         """The ψ > 0 (of ``psis``, default the grid) at which the original runs no step: no evidence at all."""
@@ -414,7 +435,27 @@ class Probe:
         new_key = key if key is not None else (None if judge is None else f"id:{id(judge)}")
         if new_key != self._judge_key or judge is None and self.judge is not None:
             self.bank.forget("concept")
+            self._judge_check = None
         self.judge, self._judge_key = judge, new_key
+
+    @property
+    def judge_check(self) -> Any:
+        """The judge's check on the training seeds (``scoring.judge_check``), computed once; None without a judge.
+
+        It reads λO and the lower null at ψ = 0 of the training seeds: the judge must see the
+        concept in the first and not in the second before its counts decide a verdict.
+        """
+        if self.judge is None:
+            return None
+        if self._judge_check is None:
+            from .judges import judge_flags, judge_record
+            from .scoring.judge_check import check_judge
+
+            original = self.bank.training["unlearned"].get([1.0])[1.0]
+            anchor = self.bank.training["lower"].get([0.0])[0.0]
+            self._judge_check = check_judge(judge_record(self.judge).to_dict(), judge_flags(self.judge, original),
+                                            judge_flags(self.judge, anchor))
+        return self._judge_check
 
     @property
     def concept_scorer(self) -> str:

@@ -36,8 +36,10 @@ def test_a_model_that_draws_the_concept_stops_at_the_first_look_without_a_sweep(
     assert record["looks"] == [{"look": 1, "seeds_per_prompt": 4, "psis": [0.0], "kind": "not_erased"}]
     assert record["stopped"].startswith("decided after 4 of 8")
     assert verdict.to_dict()["sequential"] == record
-    # Only the first round's four seeds were scored, and no ψ > 0 was swept for them.
-    assert probe.cost.sweeps <= 6
+    # Only the first round's four seeds were scored, and no ψ > 0 was swept for them (the seventh walk is
+    # the judge's check: the lower null at ψ = 0 of the training seeds).
+    assert probe.cost.sweeps <= 7
+    assert verdict.judge["check"]["believed"] and verdict.judge["name"] == "zoo_digit_judge('three')"
 
 
 def test_the_same_seeds_give_the_same_verdict_and_looks():

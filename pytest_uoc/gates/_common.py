@@ -45,6 +45,24 @@ def ccs_table(curve: Any, limit: float, axis: str = "psi", *, flags: bool = True
     return lines
 
 
+def judge_line(judge: dict[str, Any]) -> str:
+    """One line naming the judge, its version and threshold, and what its check on the training seeds read."""
+    check = judge.get("check", {})
+    parts = [f"judge: {judge.get('name')}"]
+    if judge.get("version"):
+        parts.append(str(judge["version"]))
+    if judge.get("threshold") is not None:
+        parts.append(f"threshold {judge['threshold']:g}")
+    if judge.get("weights_sha256"):
+        parts.append(f"weights sha256 {str(judge['weights_sha256'])[:12]}")
+    line = ", ".join(parts)
+    if check:
+        line += (f"; on the training seeds it finds the concept in {check['original_share']:.3f} of the original's "
+                 f"images (needs >= {check['min_original']:g}) and {check['anchor_share']:.3f} of the anchor's "
+                 f"(needs <= {check['max_anchor']:g})")
+    return line
+
+
 def verdict_checks(verdict: Any, curve: Any, ccs_max: float, axis: str = "psi") -> list[Check]:
     """The numbers a CCS verdict compared with its limits (absolute or calibrated rule).
 

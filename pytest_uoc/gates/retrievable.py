@@ -12,7 +12,7 @@ from typing import Any
 
 from ..report import bracket_at, calibration_table
 from ..rows import Check, GateEntry, RowUpdate
-from ._common import ARTIFACTS_HINT, ccs_table, curve_pictures, verdict_checks
+from ._common import ARTIFACTS_HINT, ccs_table, curve_pictures, judge_line, verdict_checks
 from .result import GateResult
 
 __all__ = ["evaluate", "evaluate_restore"]
@@ -43,6 +43,7 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
                   anchors_derived=getattr(probe.concept, "anchors_derived", None),
                   scorer=None if cal is None else cal.get("scorer"), calibration=cal,
                   sequential=getattr(verdict, "sequential", None),
+                  judge=getattr(verdict, "judge", None),
                   bracket_at_psi=bracket_at(verdict, psi))
     failed = not verdict.passed or crs_failed
     checks = verdict_checks(verdict, curve, ccs_max)
@@ -53,6 +54,9 @@ def evaluate(probe: Any, psi: float, ccs_max: float, *, crs_max: float | None = 
     if not failed:
         return GateResult(True, verdict, row, pictures=pictures)
     lines = [f"concept {probe.concept.name!r} is {verdict.kind.upper().replace('_', ' ')}: {verdict.reason}"]
+    judged = getattr(verdict, "judge", None)
+    if judged:
+        lines.append(judge_line(judged))
     if cal is not None:
         lines += calibration_table(verdict)
         lines.append("anchors " + ("derived from the prompts (the concept's words removed)"

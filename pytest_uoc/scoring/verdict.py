@@ -82,10 +82,12 @@ class Verdict:
     calibrated_curve: Any = field(default=None, compare=False, repr=False)
     #: Why the rule stopped where it did, as a word code reads (never the message's wording):
     #: ``too_few_images``, ``low_accuracy``, ``shown_alone``, ``retrieved``, ``within_limit``,
-    #: ``straddles``, ``above_midpoint``, ``idle_psi``, ``thin_grid``, ``undecided``.
+    #: ``straddles``, ``above_midpoint``, ``idle_psi``, ``thin_grid``, ``undecided``, ``judge_blind``.
     cause: str | None = field(default=None, compare=False)
     #: A sequential decision's looks and why it stopped (``pytest_uoc.rounds``); None for the fixed design.
     sequential: dict[str, Any] | None = field(default=None, compare=False)
+    #: The judge that counted the concept: its record and its check (``scoring.judge_check``); None without one.
+    judge: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def calibrated(self) -> bool:
@@ -113,6 +115,8 @@ class Verdict:
         out["calibration"] = self.calibration
         if self.sequential is not None:
             out["sequential"] = self.sequential
+        if self.judge is not None:
+            out["judge"] = self.judge
         return out
 
     def __str__(self) -> str:
