@@ -476,6 +476,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                               interrupted=interrupted, unfinished=state.unfinished)
         except OSError as exc:  # never lose the summary (and the verdicts) to an output error
             state.report_error = f"could not write the report {state.settings.report}: {exc}"
+    if state.results:
+        from .summary import append_step_summary
+
+        try:
+            append_step_summary([row.to_dict() for row in state.results])
+        except OSError as exc:  # a summary is never worth the run's outcome
+            note = f"could not append the CI step summary ($GITHUB_STEP_SUMMARY): {exc}"
+            state.report_error = f"{state.report_error}; {note}" if state.report_error else note
     if state.settings.cache_max_mb:
         from .cache import evict_lru
 

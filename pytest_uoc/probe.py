@@ -337,6 +337,8 @@ class Probe:
 
             return self._with_judge(sequential_verdict(self, limit, ccs_max))
         grid = self.verdict_grid(limit)
+        # λO (ψ = 1) in the same sweep as the grid: one walk of the original serves every hand-off.
+        self.images(sorted(set(grid) | {1.0}))
         differ = self._images_differ()
         if rule == "calibrated":
             return self._with_judge(self._decide_calibrated(grid, limit, ccs_max, differ))

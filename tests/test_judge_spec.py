@@ -148,3 +148,63 @@ def test_a_judge_that_sees_the_concept_everywhere_is_not_believed():
     verdict = _probe(always).verdict(0.55, 0.2)
     assert verdict.kind == "inconclusive" and verdict.cause == "judge_blind"
     assert "of the anchor too (share 1.000" in verdict.reason
+
+
+# -- the plugin: --uoc-judge, ini, marker judge= ------------------------------------------------------------
+
+NEVER_RUNS = "def test_never_runs():\n    raise AssertionError('ran')\n"
+
+
+def test_a_bad_judge_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(NEVER_RUNS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-judge", "clip:/no/such/clip")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--uoc-judge*no file or folder at '/no/such/clip'*nothing is downloaded*"])
+
+
+def test_the_safety_checker_on_the_zoo_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nuoc_judge = safety-checker\n")
+    pytester.makepyfile(NEVER_RUNS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--uoc-judge (ini): judge 'safety-checker' reads the original SD folder's own "
+                                 "safety checker, but the original 'zoo:digits' has no*"])
+
+
+def test_a_bad_marker_judge_is_a_usage_error_at_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.uoc_concept("three", judge="nudenett")
+        def test_marked(uoc):
+            raise AssertionError("ran")
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*judge='nudenett'*unknown judge 'nudenett'; expected auto, none, zoo, nudenet*"])
+
+
+def test_a_factory_judge_from_the_marker_decides_and_is_checked(pytester: pytest.Pytester) -> None:
+    """A user's judge named by the marker: its check runs, and a judge blind to the concept cannot pass a gate."""
+    pytester.makepyfile(my_judges=FACTORIES)
+    pytester.makepyfile("""
+        import pytest
+        from pytest_uoc import assert_concept_not_retrievable
+
+        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], judge="my_judges:never")
+        def test_gate(uoc):
+            assert_concept_not_retrievable(psi=0.55, ccs_max=0.2, probe=uoc)
+    """)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three",
+                                "--uoc-steps", "8", "--uoc-seeds", "16",
+                                "--uoc-psis", "0,0.15,0.35,0.55,1", f"--uoc-report={report}",
+                                f"--uoc-cache-dir={pytester.path / 'cache'}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*INCONCLUSIVE: the judge does not see this concept in the original's images "
+                                 "(share 0.000 of 16 training images*",
+                                 "*judge: never(three)*on the training seeds it finds the concept in 0.000*"])
+    import json
+
+    row = json.loads(report.read_text())["tests"][0]
+    assert row["judge"]["check"]["believed"] is False and row["judge"]["name"] == "never(three)"
