@@ -31,7 +31,6 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: Plugin options that ``uoc audit`` takes under the same names (``--uoc-steps`` is ``--steps``).
 _NOT_IN_CLI = ("report", "artifacts", "cache_clear")
-_REQUIRED = ("unlearned",)
 
 
 def _flag(name: str) -> str:
@@ -50,10 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         if option.name in _NOT_IN_CLI:
             continue
         default = "" if option.default is None else f" (default {_show(option.default)})"
-        audit.add_argument(_flag(option.name), dest=option.name, default=None, required=option.name in _REQUIRED,
+        audit.add_argument(_flag(option.name), dest=option.name, default=None,
                            metavar=option.metavar or option.name.upper(),
                            help=f"{option.help}{default} [env {option.env_var}]")
-    audit.add_argument("--concept", required=True, help="concept name (zoo concepts get default prompts)")
+    audit.add_argument("--concept", default=None, help="concept name (zoo concepts get default prompts; required "
+                       "unless --replay)")
+    audit.add_argument("--replay", default=None, metavar="REPORT",
+                       help="re-run the settings, concept and prompts of a report that uoc audit wrote and say "
+                            "whether the verdict is the same (exit 0 when it is)")
     audit.add_argument("--prompt", action="append", default=None, help="a concept prompt (repeatable)")
     audit.add_argument("--prompts-file", default=None, help="text file of prompts, one per line")
     audit.add_argument("--concept-word", action="append", default=None, dest="concept_words",
@@ -135,8 +138,54 @@ def _settings(args: argparse.Namespace) -> Settings:
     return resolve_settings(cli, {}, flag_prefix="--")
 
 
+def _serialised(name: str, value: object) -> str | None:
+    """A report's setting as the option's text (lists as comma lists), None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        separator = ";" if name == "anchor" else ","
+        return separator.join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def replay(args: argparse.Namespace) -> int:
+    """``uoc audit --replay REPORT``: the report's run again; 0 when every verdict is the same, 1 when one differs."""
+    try:
+        document = json.loads(Path(args.replay).read_text(encoding="utf-8"))
+        rows, saved = document["tests"], document["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _fail(f"--replay {args.replay!r}: not a pytest-uoc JSON report ({type(exc).__name__}: {exc})")
+    audited = [r for r in rows if r.get("test") == "uoc audit"]
+    if not audited:
+        command = " ".join((document.get("record") or {}).get("command") or ["pytest", "..."])
+        return _fail(f"--replay {args.replay!r}: a pytest run's report; replay it with its own command: {command}")
+    row = audited[0]
+    replayed = argparse.Namespace(**vars(args))
+    for option in OPTIONS:
+        if option.name in _NOT_IN_CLI:
+            continue
+        setattr(replayed, option.name, _serialised(option.name, saved.get(option.name)))
+    replayed.concept, replayed.prompt, replayed.prompts_file = row.get("concept"), row.get("prompts"), None
+    replayed.psi, replayed.ccs_max, replayed.replay = str(row.get("psi", 0.55)), str(row.get("ccs_max", 0.2)), None
+    print(f"replaying {args.replay}: concept {row.get('concept')!r}, {saved.get('unlearned')} vs "
+          f"{saved.get('original')}, recorded verdict {row.get('verdict')}")
+    status = audit(replayed)
+    if status not in (EXIT_OK, EXIT_FAILED):
+        return status
+    again = json.loads((Path(replayed.out) / "report.json").read_text(encoding="utf-8"))["tests"][0]
+    same = again.get("verdict") == row.get("verdict")
+    print(f"replay: {'the same verdict' if same else 'a DIFFERENT verdict'}: recorded {row.get('verdict')}, "
+          f"now {again.get('verdict')}")
+    return EXIT_OK if same else EXIT_FAILED
+
+
 def audit(args: argparse.Namespace) -> int:
     """Run ``uoc audit``; returns the exit status."""
+    if getattr(args, "replay", None):
+        return replay(args)
+    missing = [flag for flag, value in (("--unlearned", args.unlearned), ("--concept", args.concept)) if not value]
+    if missing:
+        return _fail(f"the following arguments are required: {', '.join(missing)} (or --replay REPORT)")
     from .concept import Concept, read_prompt_file
     from .config import _float
 
@@ -161,7 +210,7 @@ def audit(args: argparse.Namespace) -> int:
         out = Path(check_output_dir(args.out))
     except SettingError as exc:
         return _fail(f"--out = {args.out!r}: {exc}")
-    prompts = tuple(args.prompt or ())
+    prompts = tuple(args.prompt or ())  # a replay gives the recorded prompts
     if args.prompts_file:
         try:
             prompts += read_prompt_file(args.prompts_file)
@@ -244,7 +293,8 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
     )
 
     verdict = probe.verdict(psi, ccs_max)
-    curve = probe.ccs_curve(probe.verdict_grid(psi))
+    # The curve the verdict read (a judge that failed its check read ψ = 0 only: nothing more is swept).
+    curve = verdict.ccs_curve if verdict.ccs_curve is not None else probe.ccs_curve(probe.verdict_grid(psi))
     heldout = probe.heldout_accuracy
     gap = probe.concealment_gap(curve.psis) if reference_pipe is not None else None
     progress.set("writing the plot and image grid")
@@ -261,7 +311,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
 
     row = ResultRow(test="uoc audit", model=unlearned, concept=concept.name, values={
         "verdict": verdict.kind, "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
-        "ccs_at_psi": curve.at(psi).mean, "threshold": verdict.first_retrieving_psi, "heldout_accuracy": heldout,
+        "ccs_at_psi": curve.at(psi).mean if psi in curve else None, "threshold": verdict.first_retrieving_psi, "heldout_accuracy": heldout,
         "curve": curve.to_dict(),
         "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
         "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
@@ -281,6 +331,9 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
 
         print(judge_line(verdict.judge))
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
+    from .record import probe_record, run_record
+
+    row.values["run"] = probe_record(probe)
     written = []  # an output error never costs the verdict: it is printed above, the exit status stands
     for write in (
         lambda: plot_curve(curve, out / "ccs_curve.png", limit=ccs_max, psi_limit=psi,
@@ -288,12 +341,23 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
         lambda: write_image_grid(images, out / "image_grid.png"),
         *([lambda: plot_calibrated(verdict.calibration, out / "calibration.png", limit=ccs_max, psi_limit=psi,
                                    title=f"{concept.name}: {unlearned}")] if verdict.calibration else []),
-        lambda: write_json_report(out / "report.json", [row.to_dict()], settings),
     ):
         try:
             written.append(str(write()))
         except OSError as exc:
             print(f"uoc: warning: could not write into {out}: {exc}", file=sys.stderr)
+    row.values["pictures"] = [w for w in written if w.endswith(".png")]
+    documents = [lambda: write_json_report(out / "report.json", [row.to_dict()], settings)]
+    if settings.html:
+        from .html_report import write_html_report
+
+        documents.append(lambda: write_html_report(settings.html, [row.to_dict()], {
+            **run_record(settings), "settings": {k: v for k, v in vars(settings).items() if k != "sources"}}))
+    for write in documents:
+        try:
+            written.append(str(write()))
+        except OSError as exc:
+            print(f"uoc: warning: could not write a report: {exc}", file=sys.stderr)
     if written:
         print("written: " + ", ".join(written))
     print(_cache_line(session))

@@ -397,6 +397,8 @@ OPTIONS: tuple[Option, ...] = (
            "(default: as many as the seeds; at least that many)", metavar="N"),
     Option("accuracy_floor", _float(0.5, 1.0), 0.75, "held-out accuracy below which the classifier's scores are inconclusive", metavar="ACC"),
     Option("report", check_output_file, None, "write a JSON report of every curve to PATH", metavar="PATH"),
+    Option("html", check_output_file, None, "write one self-contained HTML report (verdicts, curves, image grids, "
+           "the run's record) to PATH", metavar="PATH"),
     Option("artifacts", check_output_dir, None, "write per-test PNG curves and image grids into DIR", metavar="DIR"),
     Option("cache_dir", check_output_dir, None, "persistent cache folder (default: under pytest's cache dir)", metavar="DIR"),
     Option("cache_max_mb", _int(0), 2048, "size limit of the persistent cache in MB; the least recently used "
@@ -410,7 +412,7 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 #: Keywords of the ``uoc_concept`` marker that describe the concept (read by ``Concept.from_marker``).
 CONCEPT_KEYWORDS: tuple[str, ...] = ("prompts", "retain", "seeds", "anchor", "concept_words")
 #: Options that hold for the whole session: a marker keyword cannot change them.
-SESSION_ONLY: tuple[str, ...] = ("original", "device", "dtype", "report", "artifacts", "cache_dir",
+SESSION_ONLY: tuple[str, ...] = ("original", "device", "dtype", "report", "html", "artifacts", "cache_dir",
                                  "cache_max_mb", "cache_clear")
 
 
@@ -477,6 +479,7 @@ class Settings:
     max_seeds: int | None = None
     accuracy_floor: float = 0.75
     report: str | None = None
+    html: str | None = None
     artifacts: str | None = None
     cache_dir: str | None = None
     cache_max_mb: int = 2048
@@ -584,18 +587,21 @@ def resolve_settings(
 
 def _check_outputs_apart(values: Mapping[str, Any], sources: Mapping[str, str],
                          named: Callable[[Option, str], str]) -> None:
-    """Raise SettingError when the report file is the artifacts or cache folder, or lies inside the cache."""
-    report = values.get("report")
-    if not report:
-        return
-    report_path = Path(report).expanduser().resolve()
-    for name in ("artifacts", "cache_dir"):
-        folder = values.get(name)
-        if not folder:
-            continue
-        folder_path = Path(folder).expanduser().resolve()
-        if report_path == folder_path or name == "cache_dir" and folder_path in report_path.parents:
-            where = "is" if report_path == folder_path else "lies inside"
-            raise SettingError(
-                f"{named(_BY_NAME['report'], sources['report'])} = {report!r} {where} the folder "
-                f"{named(_BY_NAME[name], sources[name])} = {folder!r}: give the report a path of its own")
+    """Raise SettingError when a report file (JSON, HTML) is the artifacts or cache folder, lies in the cache, or
+    both reports are one file."""
+    files = [(name, values.get(name)) for name in ("report", "html") if values.get(name)]
+    for name, report in files:
+        report_path = Path(report).expanduser().resolve()
+        for other in ("artifacts", "cache_dir"):
+            folder = values.get(other)
+            if not folder:
+                continue
+            folder_path = Path(folder).expanduser().resolve()
+            if report_path == folder_path or other == "cache_dir" and folder_path in report_path.parents:
+                where = "is" if report_path == folder_path else "lies inside"
+                raise SettingError(
+                    f"{named(_BY_NAME[name], sources[name])} = {report!r} {where} the folder "
+                    f"{named(_BY_NAME[other], sources[other])} = {folder!r}: give the report a path of its own")
+    if len(files) == 2 and Path(files[0][1]).expanduser().resolve() == Path(files[1][1]).expanduser().resolve():
+        raise SettingError(f"{named(_BY_NAME['report'], sources['report'])} and {named(_BY_NAME['html'], sources['html'])} "
+                           f"are the same file {files[0][1]!r}: give each report a path of its own")

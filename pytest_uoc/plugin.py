@@ -431,6 +431,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if session.settings.report and not session.report_error:
         terminalreporter.write_line(f"report: {session.settings.report}"
                                     + (" (marked interrupted)" if session.unfinished else ""))
+    if session.settings.html and not session.report_error:
+        terminalreporter.write_line(f"html: {session.settings.html}")
 
 
 def _anchor_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -476,6 +478,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                               interrupted=interrupted, unfinished=state.unfinished)
         except OSError as exc:  # never lose the summary (and the verdicts) to an output error
             state.report_error = f"could not write the report {state.settings.report}: {exc}"
+    if state.settings.html and state.results:
+        from .html_report import write_html_report
+        from .record import run_record
+
+        try:
+            record = {**run_record(state.settings), "settings": {k: v for k, v in vars(state.settings).items()
+                                                                 if k != "sources"}}
+            write_html_report(state.settings.html, [row.to_dict() for row in state.results], record)
+        except OSError as exc:  # never lose the summary (and the verdicts) to an output error
+            note = f"could not write the HTML report {state.settings.html}: {exc}"
+            state.report_error = f"{state.report_error}; {note}" if state.report_error else note
     if state.results:
         from .summary import append_step_summary
 

@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 #: 2: rows gain ``rule``, ``anchors``, ``scorer`` and ``calibration`` (the null finishes); every field of 1 is kept.
-REPORT_SCHEMA_VERSION = 2
+#: 3: the document gains ``record`` (versions, command line, model files' SHA-256), rows gain ``run`` (scheduler
+#: class and config, steps, guidance, seeds, ψ grid, device, dtype), ``judge`` and ``pictures``; every field of 2 kept.
+REPORT_SCHEMA_VERSION = 3
 
 
 class OutputWarning(UserWarning):
@@ -97,12 +99,23 @@ def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], setti
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
         "settings": {k: v for k, v in vars(settings).items() if k != "sources"} if settings is not None else {},
+        "record": _record(settings),
         "interrupted": bool(interrupted),
         "unfinished": list(unfinished),
         "tests": [{k: v for k, v in row.items() if k != "started"}
                   for row in sorted(rows, key=lambda r: str(r.get("test", "")))],
     }
     return atomic_write_bytes(path, json.dumps(document, indent=2, default=str).encode())
+
+
+def _record(settings: Any) -> dict[str, Any]:
+    """The run's reproducibility record (``record.run_record``); a record that fails is noted, never fatal."""
+    from .record import run_record
+
+    try:
+        return run_record(settings)
+    except Exception as exc:  # noqa: BLE001 - a record is never worth the report
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def artifact_dir(session: Any, nodeid: str, *, explicit_only: bool) -> Path | None:

@@ -181,6 +181,15 @@ def run_gate(probe: Any, evaluate: Callable[[], GateResult]) -> tuple[GateResult
         row.apply(result.row)
         row.seconds = round(time.perf_counter() - row.started, 2)
         row.cost = probe.cost.to_dict()
-        folder = artifact_dir(get_session(request.config), request.node.nodeid, explicit_only=result.passed)
+        session = get_session(request.config)
+        if "run" not in row.values and hasattr(probe, "engine"):
+            from .record import probe_record
+
+            row.values["run"] = probe_record(probe)
+        # The HTML report shows every test's pictures, so they are drawn for passing tests too.
+        folder = artifact_dir(session, request.node.nodeid,
+                              explicit_only=result.passed and not session.settings.html)
     written = draw_pictures(result.pictures, folder)
+    if request is not None and written:
+        row.values.setdefault("pictures", []).extend(p for p in written if p not in row.values.get("pictures", []))
     return result, result.failure_text(written) if not result.passed else ""

@@ -15,7 +15,8 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     artifacts = tmp_path / "uoc-artifacts"
     command = [
         sys.executable, "-m", "pytest", "examples", "--uoc-device", "cpu", "--uoc-report", str(report),
-        "--uoc-artifacts", str(artifacts), "--uoc-cache-dir", str(tmp_path / "cache"), "-p", "no:cacheprovider",
+        "--uoc-artifacts", str(artifacts), "--uoc-html", str(tmp_path / "uoc-report.html"),
+        "--uoc-cache-dir", str(tmp_path / "cache"), "-p", "no:cacheprovider",
         "-q", "-rxX",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
@@ -54,6 +55,8 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
     assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "passed"
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
+    page = (tmp_path / "uoc-report.html").read_text()
+    assert page.count('<section class="test"') == len(rows) and page.count("data:image/png;base64,") >= len(rows)
     for picture in ("gap_curve.png", "retention_pairs.png", "prompt_ccs.png", "leakage.png", "pinpoint_pairs.png",
                     "alignment.png", "restore_image_grid.png"):
         assert list(artifacts.rglob(picture)), f"no {picture} was written"

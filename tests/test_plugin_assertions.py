@@ -70,7 +70,7 @@ def test_json_report_schema(fake_suite: pytest.Pytester) -> None:
     fake_suite.runpytest("-p", "no:cacheprovider", "--uoc-report", str(report))
     document = json.loads(report.read_text())
     assert document["schema"] == "pytest-uoc/report"
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     assert document["settings"]["steps"] == 50
     rows = {row["test"].split("::")[-1]: row for row in document["tests"]}
     assert set(rows) == {"test_concealer", "test_forgetter"}
