@@ -26,7 +26,7 @@ MIX_SETTING: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 
 
 def resolve_device(setting: str, worker: str | None = None) -> str:
-    """``auto`` → ``cuda:N`` (xdist worker N modulo the GPU count) or ``cpu``."""
+    """``auto`` → ``cuda:N`` (xdist worker N modulo the GPU count) or ``cpu``; ``cuda`` under xdist → ``cuda:N`` too."""
     import torch
 
     if setting == "auto":
@@ -36,6 +36,9 @@ def resolve_device(setting: str, worker: str | None = None) -> str:
         return f"cuda:{index % torch.cuda.device_count()}"
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"--uoc-device {setting}: CUDA is not available on this machine")
+    if setting == "cuda" and worker and worker.startswith("gw"):
+        # cuda without an index under -n N: spread the workers over the GPUs, as auto does.
+        return f"cuda:{int(worker[2:]) % torch.cuda.device_count()}"
     return setting
 
 

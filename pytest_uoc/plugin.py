@@ -146,6 +146,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-uoc: {exc}") from None
     _check_device(settings)
     _check_judge(settings)
+    from .xdist_groups import start_grouping
+
+    start_grouping(config)  # -n N: one worker per concept marker (``xdist_groups``)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     session = UocSession(settings=settings, rootdir=Path(str(config.rootpath)), worker=worker)
     config.stash[SESSION_KEY] = session
@@ -268,6 +271,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=list(items))
         items[:] = []
         return
+    from .xdist_groups import write_groups
+
+    write_groups(config, items)
     gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
     if not gpu_items:
         return
@@ -277,6 +283,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason=CUDA_MISSING)
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist (controller): where a worker writes the groups of its marked tests (``xdist_groups``)."""
+    from .xdist_groups import configure_node
+
+    configure_node(node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist (controller): the tests of one concept marker to one worker (``xdist_groups``)."""
+    from .xdist_groups import make_scheduler
+
+    return make_scheduler(config, log)
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -458,6 +480,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = get_session(config)
     if state.usage_error:  # a worker's usage error: the run is a usage error, as without xdist
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    from .xdist_groups import stop_grouping
+
+    stop_grouping(config)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: hand the rows to the controller
         import json
