@@ -7,8 +7,10 @@ workers, each worker would build it again (its sweeps, nulls and classifier). xd
 So pytest-uoc schedules itself: each worker writes, at collection, which group each of its
 marked tests belongs to into a folder the controller made; the controller's scheduler (xdist's
 ``LoadScopeScheduling``, with pytest-uoc's groups as scopes and every other test a scope of its
-own) sends a group to one worker. Only runs with xdist's default ``load`` are scheduled this way,
-and only when a collected test has a marker; otherwise xdist's scheduler runs unchanged.
+own) sends a group to one worker. Runs with xdist's default ``load`` are scheduled this way
+(whether a test has a marker is known only once the workers have collected, after the scheduler
+is chosen): unmarked tests are each a scope of their own, spread over the workers as ``load``
+spreads them; ``--dist`` given explicitly (``loadfile``, ``worksteal``, ...) is left to xdist.
 No torch here.
 """
 
