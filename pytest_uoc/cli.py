@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -49,11 +50,18 @@ def _parser() -> argparse.ArgumentParser:
         if option.name in _NOT_IN_CLI:
             continue
         default = "" if option.default is None else f" (default {_show(option.default)})"
+        if option.name == "unlearned":
+            audit.add_argument("--unlearned", dest="unlearned", action="append", default=None,
+                               metavar=option.metavar or "LOCATION",
+                               help=f"{option.help}; repeat it to compare checkpoints in one run (the original's "
+                                    f"trajectories and nulls are shared) [env {option.env_var}]")
+            continue
         audit.add_argument(_flag(option.name), dest=option.name, default=None,
                            metavar=option.metavar or option.name.upper(),
                            help=f"{option.help}{default} [env {option.env_var}]")
-    audit.add_argument("--concept", default=None, help="concept name (zoo concepts get default prompts; required "
-                       "unless --replay)")
+    audit.add_argument("--concept", action="append", default=None,
+                       help="concept name (zoo concepts get default prompts; required unless --replay); repeat it "
+                            "to audit several concepts")
     audit.add_argument("--replay", default=None, metavar="REPORT",
                        help="re-run the settings, concept and prompts of a report that uoc audit wrote and say "
                             "whether the verdict is the same (exit 0 when it is)")
@@ -98,8 +106,8 @@ def _rootdir() -> Path:
 class _Progress:
     """One updating line on stderr (``\r``): phase, seconds, UNet evaluations so far."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.phase, self.probe = enabled, "starting", None
+    def __init__(self, enabled: bool, prefix: str = "") -> None:
+        self.enabled, self.phase, self.probe, self.prefix = enabled, "starting", None, prefix
         self.started = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True) if enabled else None
@@ -113,7 +121,7 @@ class _Progress:
         work = f", {evals} UNet evaluations" if evals else ""
         status = current()
         images = f"; {status.text()}" if status.planned else ""
-        return f"uoc: {self.phase} ({time.perf_counter() - self.started:.0f} s{work}){images}"
+        return f"uoc: {self.prefix}{self.phase} ({time.perf_counter() - self.started:.0f} s{work}){images}"
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
@@ -180,12 +188,26 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def audit(args: argparse.Namespace) -> int:
-    """Run ``uoc audit``; returns the exit status."""
+    """Run ``uoc audit``: one checkpoint and concept, or each given one against each other (``compare``)."""
     if getattr(args, "replay", None):
         return replay(args)
-    missing = [flag for flag, value in (("--unlearned", args.unlearned), ("--concept", args.concept)) if not value]
+    unlearned = [args.unlearned] if isinstance(args.unlearned, str) else list(args.unlearned or [])
+    concepts = [args.concept] if isinstance(args.concept, str) else list(args.concept or [])
+    if not unlearned and os.environ.get("UOC_UNLEARNED", "").strip():
+        unlearned = [os.environ["UOC_UNLEARNED"].strip()]
+    missing = [flag for flag, value in (("--unlearned", unlearned), ("--concept", concepts)) if not value]
     if missing:
         return _fail(f"the following arguments are required: {', '.join(missing)} (or --replay REPORT)")
+    if len(unlearned) == 1 and len(concepts) == 1:
+        one = argparse.Namespace(**{**vars(args), "unlearned": unlearned[0], "concept": concepts[0]})
+        return audit_one(one)
+    from .compare import compare
+
+    return compare(args, unlearned, concepts, audit_one)
+
+
+def audit_one(args: argparse.Namespace) -> int:
+    """``uoc audit`` of one checkpoint and one concept; returns the exit status."""
     from .concept import Concept, read_prompt_file
     from .config import _float
 
@@ -239,7 +261,8 @@ def audit(args: argparse.Namespace) -> int:
         check_judge_for_original(parse_judge_spec(settings.judge), settings.original)
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
-    progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty())
+    progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty(),
+                         getattr(args, "progress_prefix", ""))
     try:
         return _run(args, settings, concept, psi, ccs_max, out, progress)
     finally:

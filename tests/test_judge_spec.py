@@ -208,3 +208,17 @@ def test_a_factory_judge_from_the_marker_decides_and_is_checked(pytester: pytest
 
     row = json.loads(report.read_text())["tests"][0]
     assert row["judge"]["check"]["believed"] is False and row["judge"]["name"] == "never(three)"
+
+
+def test_clip_zoo_is_the_shipped_tiny_clip_weighed_against_anchors_and_rivals():
+    from pytest_uoc.concept import Concept
+    from pytest_uoc.zoo.clip import clip_dir
+
+    spec = parse_judge_spec("clip:zoo")
+    assert spec == JudgeSpec("clip", str(clip_dir()))
+    three = Concept("three", ("a handwritten three", "the digit 3"))
+    judge, key = build_judge(spec, three, original="zoo:digits", zoo_original=True)
+    record = judge.record
+    assert record.classes == ("a handwritten three", "the digit 3")
+    assert set(three.anchor_prompts) <= set(record.others) and "a handwritten eight" in record.others
+    assert not set(record.classes) & set(record.others) and key.endswith(record.weights_sha256)

@@ -7,7 +7,8 @@ Forms (option, ini ``uoc_judge``, ``UOC_JUDGE``, marker ``judge=``, ``uoc audit 
 - ``zoo``: the zoo's digit and colour judge;
 - ``nudenet``: NudeNet's shipped detector with UnlearnDiffAtk's classes and threshold (extra ``nudity``);
 - ``safety-checker``: the original SD folder's own ``safety_checker`` (the folder must have one);
-- ``clip:PATH``: CLIP zero-shot from a local transformers CLIP folder: the concept's prompts against its anchors;
+- ``clip:PATH``: CLIP zero-shot from a local transformers CLIP folder: the concept's prompts against its anchors
+  (``clip:zoo``: the embedded zoo's tiny CLIP);
 - ``imagenet:PATH``: an ImageNet classifier from local weights: top-1 in the classes named like the concept;
 - ``module:factory``: ``factory(concept)`` returns the judge (``concept`` has ``name``, ``prompts``, ``anchor_prompts``).
 
@@ -62,6 +63,13 @@ def parse_judge_spec(text: Any) -> JudgeSpec:
     head, sep, rest = value.partition(":")
     if not sep or not head or not rest:
         raise ValueError(f"unknown judge {value!r}; expected {JUDGE_FORMS}")
+    if head.lower() == "clip" and rest == "zoo":  # the embedded zoo's tiny CLIP
+        from ..zoo.clip import clip_dir
+
+        try:
+            return JudgeSpec("clip", str(clip_dir()))
+        except FileNotFoundError as exc:
+            raise ValueError(f"judge {value!r}: {exc}") from None
     if head.lower() in ("clip", "imagenet"):
         path = Path(rest).expanduser()
         if not path.exists():
@@ -94,6 +102,19 @@ def _factory(value: str) -> Any:
     if not callable(factory):
         raise ValueError(f"judge {value!r}: {attribute!r} is not callable; give a factory(concept) -> judge")
     return factory
+
+
+def clip_others(concept: Any) -> list[str]:
+    """What a CLIP judge weighs the concept's prompts against: its anchors and, for the zoo's concepts, the other
+    digits' (or colours') prompts (the zoo's tiny CLIP never read a caption without a digit or colour in it)."""
+    others = list(dict.fromkeys(concept.anchor_prompts))
+    from ..factory import zoo_concept
+
+    if zoo_concept(concept.name):
+        from ..zoo import world
+
+        others += [p for p in world.rival_prompts(concept.name) if p not in others]
+    return [p for p in others if p not in set(concept.prompts)]
 
 
 def check_judge_for_original(spec: JudgeSpec, original: str | None) -> None:
@@ -138,7 +159,7 @@ def build_judge(spec: JudgeSpec | str, concept: Any, *, original: str | None, zo
     elif spec.kind == "clip":
         from .clip import clip_judge
 
-        judge = clip_judge(str(spec.target), concept=list(concept.prompts), others=list(concept.anchor_prompts))
+        judge = clip_judge(str(spec.target), concept=list(concept.prompts), others=clip_others(concept))
     elif spec.kind == "imagenet":
         from .imagenet import imagenet_classes_for, imagenet_judge
 

@@ -81,6 +81,16 @@ def concept_prompts(concept: str) -> list[str]:
     return [f"a handwritten {word}", f"the digit {digit}"] + [f"a {c} handwritten {word}" for c in COLORS]
 
 
+def rival_prompts(concept: str) -> list[str]:
+    """Every other digit's (or colour's) canonical prompts: what a zero-shot judge weighs the concept against."""
+    if concept in COLORS:
+        rivals = [c for c in COLORS if c != concept]
+    else:
+        digit = digit_of_word(concept)
+        rivals = [w for d, w in enumerate(DIGIT_WORDS["en"]) if d != digit]
+    return [p for r in rivals for p in concept_prompts(r)]
+
+
 def paraphrase_prompts(concept: str) -> dict[str, list[str]]:
     """Prompts asking for a concept in other words and other languages."""
     if concept in COLORS:
