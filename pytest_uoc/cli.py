@@ -206,8 +206,12 @@ def audit(args: argparse.Namespace) -> int:
     return compare(args, unlearned, concepts, audit_one)
 
 
-def audit_one(args: argparse.Namespace) -> int:
-    """``uoc audit`` of one checkpoint and one concept; returns the exit status."""
+def audit_one(args: argparse.Namespace, *, dry_run: bool = False) -> int:
+    """``uoc audit`` of one checkpoint and one concept; returns the exit status.
+
+    ``dry_run``: check every argument and stop before loading a model (EXIT_OK when all are right), so
+    that a comparison finds a mistake in its last pair before it computes anything.
+    """
     from .concept import Concept, read_prompt_file
     from .config import _float
 
@@ -261,6 +265,8 @@ def audit_one(args: argparse.Namespace) -> int:
         check_judge_for_original(parse_judge_spec(settings.judge), settings.original)
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
+    if dry_run:
+        return EXIT_OK
     progress = _Progress(args.progress == "always" or args.progress == "auto" and sys.stderr.isatty(),
                          getattr(args, "progress_prefix", ""))
     try:

@@ -65,7 +65,7 @@ def _plot(entries: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def compare(args: argparse.Namespace, unlearned: Sequence[str], concepts: Sequence[str],
-            audit_one: Callable[[argparse.Namespace], int]) -> int:
+            audit_one: Callable[..., int]) -> int:
     """Audit every (checkpoint, concept), then print and write the comparison; the exit status."""
     from .cli import EXIT_FAILED, EXIT_OK, _fail
     from .config import SettingError, check_output_dir
@@ -78,6 +78,11 @@ def compare(args: argparse.Namespace, unlearned: Sequence[str], concepts: Sequen
     except SettingError as exc:
         return _fail(f"--out = {args.out!r}: {exc}")
     pairs = list(itertools.product(unlearned, concepts))
+    for checkpoint, concept in pairs:  # every pair's arguments checked before anything is computed
+        status = audit_one(argparse.Namespace(**{**vars(args), "unlearned": checkpoint, "concept": concept}),
+                           dry_run=True)
+        if status != EXIT_OK:
+            return status
     entries, rows = [], []
     for number, (checkpoint, concept) in enumerate(pairs, start=1):
         folder = out / f"{number:02d}-{_slug(checkpoint)}-{_slug(concept)}"

@@ -36,25 +36,28 @@ def _options(models: dict[str, Path], tmp: Path) -> list[str]:
 
 
 def test_the_failure_shows_both_nulls_and_the_anchors(pytester: pytest.Pytester, tiny_models) -> None:
+    """A judge that flags every image fails its check (it sees the concept in the anchor's images too): the
+    verdict is inconclusive, decided at ψ = 0 alone, and the failure still shows both nulls and the anchors."""
     pytester.makeconftest(ALWAYS_JUDGE_CONFTEST)
     pytester.makepyfile(test_gate=GATE)
     result = pytester.runpytest(*_options(tiny_models, pytester.path))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*concept 'three' is NOT ERASED: the unlearned model alone shows the concept*always finds it*",
+        "*concept 'three' is INCONCLUSIVE: the judge sees this concept in the original's images of the anchor too*",
+        "*judge: always; on the training seeds it finds the concept in 1.000 of the original's images*",
         "*shows the concept (always), anchors ?'a digit', 'a digit'?:",
         "*psi | steps | unlearned | upper null | lower null*",
         "*anchors given: 'a handwritten three' -> 'a digit', 'the digit 3' -> 'a digit'*",
         "*CCS (domain classifier*",
     ])
     row = json.loads((pytester.path / "report.json").read_text())["tests"][0]
-    assert row["rule"] == "calibrated:nulls" and row["verdict"] == "not_erased"
+    assert row["rule"] == "calibrated:nulls" and row["verdict"] == "inconclusive"
     assert row["anchors"] == ["a digit", "a digit"] and row["anchors_derived"] is False
-    assert row["scorer"] == "always"
+    assert row["scorer"] == "always" and row["judge"]["check"]["believed"] is False
     points = row["calibration"]["points"]
-    assert [p["psi"] for p in points] == [0.0, 0.3]
+    assert [p["psi"] for p in points] == [0.0]  # no ψ > 0 swept for a judge that is not believed
     assert points[0]["unlearned"]["mean"] == 1.0
-    assert {"upper_null", "lower_null", "excess_over_upper", "excess_over_lower"} <= set(points[1])
+    assert {"upper_null", "lower_null", "excess_over_upper", "excess_over_lower"} <= set(points[0])
     assert row["cost"]["null_unet_evals"] > 0
 
 

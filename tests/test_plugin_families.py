@@ -64,15 +64,18 @@ def test_the_gate_runs_on_a_saved_family_pipeline(pytester: pytest.Pytester, fam
     result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={models['original']}",
                                 f"--uoc-unlearned={models['unlearned']}", f"--uoc-report={report}", *OPTIONS)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*concept 'three' is NOT ERASED: the unlearned model alone shows the concept*"])
+    # A judge that flags every image also flags the anchor's: it fails its check on the training seeds, and the
+    # verdict is decided at ψ = 0 alone (images, both nulls and the classifier made on this family's pipeline).
+    result.stdout.fnmatch_lines(["*concept 'three' is INCONCLUSIVE: the judge sees this concept in the "
+                                 "original's images of the anchor too (share 1.000*"])
     rows = json.loads(report.read_text())["tests"]
     assert len(rows) == 1
     row = rows[0]
-    assert row["verdict"] == "not_erased" and row["rule"] == "calibrated:nulls"
-    assert "the unlearned model alone shows the concept" in row["reason"]
-    assert row["scorer"] == "always"
-    assert [p["psi"] for p in row["calibration"]["points"]] == [0.0, 0.3]
+    assert row["verdict"] == "inconclusive" and row["rule"] == "calibrated:nulls"
+    assert row["scorer"] == "always" and row["judge"]["check"]["original_share"] == 1.0
+    assert [p["psi"] for p in row["calibration"]["points"]] == [0.0]
     assert row["cost"]["null_unet_evals"] > 0
+    assert row["run"]["scheduler"] and row["run"]["steps"] == 4
 
 
 def test_uoc_audit_on_a_saved_sdxl_pipeline(family_models, tmp_path: Path, capsys: pytest.CaptureFixture[str],
