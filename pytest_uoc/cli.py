@@ -338,12 +338,14 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
     print(f"classifier held-out accuracy {heldout:.3f} ({settings.backbone})")
     from .rows import ResultRow
 
-    row = ResultRow(test="uoc audit", model=unlearned, concept=concept.name, values={
+    row = ResultRow(test="uoc audit", model=unlearned, concept=concept.name,
+                    outcome="passed" if verdict.passed else "failed", values={
         "verdict": verdict.kind, "psi": psi, "ccs_max": ccs_max, "ccs_at_zero": curve.at(0.0).mean,
         "ccs_at_psi": curve.at(psi).mean if psi in curve else None, "threshold": verdict.first_retrieving_psi, "heldout_accuracy": heldout,
         "curve": curve.to_dict(),
         "rule": "absolute" if verdict.calibration is None else f"calibrated:{verdict.calibration['mode']}",
-        "reason": verdict.reason, "anchors": list(probe.anchors), "calibration": verdict.calibration,
+        "reason": verdict.reason, "anchors": list(probe.anchors), "prompts": list(concept.prompts),
+        "gate": "not_retrievable", "calibration": verdict.calibration,
         "bracket_at_psi": bracket_at(verdict, psi), "judge": verdict.judge},
         seconds=round(time.perf_counter() - start, 1), cost=probe.cost.to_dict())
     if gap is not None:
