@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from uoc_test_helpers import BLIND_GATE, BLIND_JUDGE_MODULE, FAST_GATE_OPTIONS
 
 from pytest_uoc.summary import append_step_summary, markdown_summary
 
@@ -36,27 +37,18 @@ def test_append_only_when_the_variable_is_set(tmp_path):
 
 
 def test_the_plugin_appends_the_summary_and_records_junit_properties(pytester: pytest.Pytester, monkeypatch):
-    pytester.makepyfile(my_judges="def never(concept):\n    return lambda images: [False] * len(images)\n")
-    pytester.makepyfile("""
-        import pytest
-        from pytest_uoc import assert_concept_not_retrievable
-
-        # A judge blind to the concept: the gate is decided (inconclusive) without a sweep, so this stays fast.
-        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], judge="my_judges:never")
-        def test_gate(uoc):
-            assert_concept_not_retrievable(psi=0.55, ccs_max=0.2, probe=uoc)
-    """)
+    pytester.makepyfile(my_judges=BLIND_JUDGE_MODULE)
+    pytester.makepyfile(test_gate=BLIND_GATE)
     summary = pytester.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-esd-three",
-                                "--uoc-steps", "8", "--uoc-seeds", "16", "--uoc-psis", "0,0.15,0.35,0.55,1",
-                                f"--uoc-cache-dir={pytester.path / 'cache'}", f"--junitxml={junit}")
+                                *FAST_GATE_OPTIONS, f"--uoc-cache-dir={pytester.path / 'cache'}", f"--junitxml={junit}")
     result.assert_outcomes(failed=1)
     text = summary.read_text()
     assert "### pytest-uoc: 0 of 1 concept tests passed" in text
     assert "| test_gate | zoo:digits-esd-three | three | **failed** | inconclusive |" in text
-    assert ("- `test_the_plugin_appends_the_summary_and_records_junit_properties.py::test_gate`: inconclusive: "
+    assert ("- `test_gate.py::test_gate`: inconclusive: "
             "the judge does not see this concept") in text
     xml = junit.read_text()
     assert '<property name="uoc_verdict" value="inconclusive"' in xml and 'name="uoc_value"' in xml

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pytest_uoc.cli import main
+from uoc_test_helpers import BLIND_JUDGE_MODULE
 
-BLIND_JUDGE = """
-def never(concept):
-    def blind_judge(images):
-        return [False] * len(images)
-    return blind_judge
-"""
+from pytest_uoc.cli import main
 
 
 def test_audit_writes_html_and_record_and_replays_to_the_same_verdict(tmp_path, monkeypatch, capsys):
-    (tmp_path / "replay_judges.py").write_text(BLIND_JUDGE)
+    (tmp_path / "replay_judges.py").write_text(BLIND_JUDGE_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     out, html, cache = tmp_path / "audit", tmp_path / "audit.html", tmp_path / "cache"
     status = main(["audit", "--original", "zoo:digits", "--unlearned", "zoo:digits-esd-three", "--concept", "three",

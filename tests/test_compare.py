@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pytest_uoc.cli import main
+from uoc_test_helpers import BLIND_JUDGE_MODULE
 
-BLIND_JUDGE = """
-def never(concept):
-    def blind_judge(images):
-        return [False] * len(images)
-    return blind_judge
-"""
+from pytest_uoc.cli import main
 
 
 def test_two_checkpoints_share_the_originals_work(tmp_path, monkeypatch, capsys):
-    (tmp_path / "compare_judges.py").write_text(BLIND_JUDGE)
+    (tmp_path / "compare_judges.py").write_text(BLIND_JUDGE_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out"
     status = main(["audit", "--original", "zoo:digits", "--unlearned", "zoo:digits-gold-three",

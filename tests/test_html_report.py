@@ -10,15 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from uoc_test_helpers import BLIND_GATE, BLIND_JUDGE_MODULE, FAST_GATE_OPTIONS
 
 from pytest_uoc.html_report import render_html, write_html_report
-
-BLIND_JUDGE = """
-def never(concept):
-    def blind_judge(images):
-        return [False] * len(images)
-    return blind_judge
-"""
 
 
 def _chromium() -> str:
@@ -77,25 +71,17 @@ def test_render_escapes_text_embeds_pictures_and_lists_every_test(tmp_path):
 
 
 def test_the_page_of_a_real_run_renders_in_chromium(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(my_judges=BLIND_JUDGE)
-    pytester.makepyfile("""
-        import pytest
-        from pytest_uoc import assert_concept_not_retrievable
+    pytester.makepyfile(my_judges=BLIND_JUDGE_MODULE)
+    pytester.makepyfile(test_gate=BLIND_GATE + """
 
-        # A judge blind to the concept decides fast (inconclusive, no sweep): the page is what is tested.
-        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], judge="my_judges:never")
-        def test_gate(uoc):
-            assert_concept_not_retrievable(psi=0.55, ccs_max=0.2, probe=uoc)
-
-        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
-        def test_fails_before_a_probe():
-            raise AssertionError("no probe")
-    """)
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"])
+def test_fails_before_a_probe():
+    raise AssertionError("no probe")
+""")
     page = pytester.path / "out" / "report.html"
     report = pytester.path / "report.json"
     result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-esd-three",
-                                "--uoc-steps", "8", "--uoc-seeds", "16", "--uoc-psis", "0,0.15,0.35,0.55,1",
-                                f"--uoc-cache-dir={pytester.path / 'cache'}", f"--uoc-html={page}",
+                                *FAST_GATE_OPTIONS, f"--uoc-cache-dir={pytester.path / 'cache'}", f"--uoc-html={page}",
                                 f"--uoc-report={report}")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([f"html: {page}"])
@@ -107,6 +93,6 @@ def test_the_page_of_a_real_run_renders_in_chromium(pytester: pytest.Pytester) -
     loaded = int(re.search(r'data-images-loaded="(\d+)"', dom).group(1))
     assert images == len(rows["test_gate"]["pictures"]) and loaded == images > 0
     for name in ("test_gate", "test_fails_before_a_probe"):
-        assert f'data-test="test_the_page_of_a_real_run_renders_in_chromium.py::{name}"' in dom
+        assert f'data-test="test_gate.py::{name}"' in dom
     assert "the judge does not see this concept" in dom and "Judge: <b>blind_judge</b>" in dom
     assert shot.std() > 10 and (shot < 128).mean() > 0.005  # text and pictures drawn, not a blank page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from uoc_test_helpers import BLIND_GATE, FAST_GATE_OPTIONS
 
 from pytest_uoc.judges.spec import (
     JudgeSpec,
@@ -187,18 +188,10 @@ def test_a_bad_marker_judge_is_a_usage_error_at_collection(pytester: pytest.Pyte
 def test_a_factory_judge_from_the_marker_decides_and_is_checked(pytester: pytest.Pytester) -> None:
     """A user's judge named by the marker: its check runs, and a judge blind to the concept cannot pass a gate."""
     pytester.makepyfile(my_judges=FACTORIES)
-    pytester.makepyfile("""
-        import pytest
-        from pytest_uoc import assert_concept_not_retrievable
-
-        @pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], judge="my_judges:never")
-        def test_gate(uoc):
-            assert_concept_not_retrievable(psi=0.55, ccs_max=0.2, probe=uoc)
-    """)
+    pytester.makepyfile(test_gate=BLIND_GATE)
     report = pytester.path / "report.json"
     result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three",
-                                "--uoc-steps", "8", "--uoc-seeds", "16",
-                                "--uoc-psis", "0,0.15,0.35,0.55,1", f"--uoc-report={report}",
+                                *FAST_GATE_OPTIONS, f"--uoc-report={report}",
                                 f"--uoc-cache-dir={pytester.path / 'cache'}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*INCONCLUSIVE: the judge does not see this concept in the original's images "

@@ -148,3 +148,27 @@ def uoc_judge():
         return [True] * images.shape[0]
     return always
 '''
+
+
+#: A module (write it as ``my_judges.py``) whose ``never`` factory gives a judge that never sees the concept:
+#: it fails its check, so a gate is decided at ψ = 0 without a sweep (fast end-to-end runs of the reports).
+BLIND_JUDGE_MODULE = """
+def never(concept):
+    def blind_judge(images):
+        return [False] * len(images)
+    return blind_judge
+"""
+
+#: A test module: the README's gate, counted by ``my_judges:never``.
+BLIND_GATE = """
+import pytest
+from pytest_uoc import assert_concept_not_retrievable
+
+
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], judge="my_judges:never")
+def test_gate(uoc):
+    assert_concept_not_retrievable(psi=0.55, ccs_max=0.2, probe=uoc)
+"""
+
+#: Few steps and seeds, and a ψ grid every step of which gives the original a step.
+FAST_GATE_OPTIONS = ("--uoc-steps", "8", "--uoc-seeds", "16", "--uoc-psis", "0,0.15,0.35,0.55,1")
