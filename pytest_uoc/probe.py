@@ -694,11 +694,19 @@ class Probe:
 
         limit = check_strength(strength)
         if (rule or self.settings.rule) == "calibrated":
-            return decide_calibrated(
-                self.restore_calibrated_curve(self.restore_grid(limit), reference_images=reference_images),
+            blind = self.judge is not None and not self.judge_check.believed
+            # A judge that failed its check decides nothing: strength 1 alone (the model's own images), no restoring.
+            grid = [1.0] if blind else self.restore_grid(limit)
+            verdict = decide_calibrated(
+                self.restore_calibrated_curve(grid, reference_images=reference_images),
                 psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                 accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),
             )
+            if blind:
+                return dataclasses.replace(verdict, kind="inconclusive", reason=self.judge_check.reason,
+                                           first_retrieving_psi=None, cause="judge_blind",
+                                           judge=self.judge_check.to_dict())
+            return self._with_judge(verdict)
         curve = self.restore_curve(self.restore_grid(limit), reference_images=reference_images)
         return decide(curve, psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                       accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),

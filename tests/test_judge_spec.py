@@ -215,3 +215,23 @@ def test_clip_zoo_is_the_shipped_tiny_clip_weighed_against_anchors_and_rivals():
     assert record.classes == ("a handwritten three", "the digit 3")
     assert set(three.anchor_prompts) <= set(record.others) and "a handwritten eight" in record.others
     assert not set(record.classes) & set(record.others) and key.endswith(record.weights_sha256)
+
+
+def test_the_restoration_gate_checks_the_judge_too():
+    def never(images):
+        return np.zeros(len(images), dtype=bool)
+
+    probe = _probe(never)
+    verdict = probe.restore_verdict(0.5, 0.2)
+    assert verdict.kind == "inconclusive" and verdict.cause == "judge_blind"
+    assert verdict.reason.startswith("the judge does not see this concept") and verdict.judge["check"]["believed"] is False
+    assert list(verdict.calibrated_curve.psis) == [1.0]  # strength 1 only: nothing restored
+
+
+def test_a_restoration_gate_with_a_blind_judge_fails_with_its_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(my_judges=FACTORIES)
+    pytester.makepyfile(test_gate=BLIND_GATE.replace("psi=0.55, ccs_max=0.2", 'psi=0.5, ccs_max=0.2, guidance="restore"'))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three",
+                                *FAST_GATE_OPTIONS, f"--uoc-cache-dir={pytester.path / 'cache'}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*INCONCLUSIVE*the judge does not see this concept in the original's images*"])

@@ -83,10 +83,11 @@ def evaluate_restore(probe: Any, strength: float, ccs_max: float, *, reference_i
     curve = verdict.ccs_curve if getattr(verdict, "ccs_curve", None) is not None else probe.restore_curve(
         probe.restore_grid(strength), reference_images=reference_images)
     summary = {"verdict": verdict.kind, "strength": strength, "ccs_max": ccs_max,
-               "ccs_at_strength": round(curve.at(strength).mean, 4),
+               "ccs_at_strength": round(curve.at(strength).mean, 4) if strength in curve else None,
                "largest_restoring_strength": verdict.first_retrieving_psi,
                "references": "user images" if reference_images is not None else "original", "curve": curve.to_dict(),
-               "reason": verdict.reason, "calibration": verdict.calibration}
+               "reason": verdict.reason, "calibration": verdict.calibration,
+               "judge": getattr(verdict, "judge", None)}
     headline = {"verdict": verdict.kind, "psi": strength, "ccs_max": ccs_max, "guidance": "restore",
                 "ccs_at_zero": round(curve.at(1.0).mean, 4), "ccs_at_psi": summary["ccs_at_strength"],
                 "threshold": verdict.first_retrieving_psi, "heldout_accuracy": round(verdict.heldout_accuracy, 4)}
