@@ -263,6 +263,11 @@ def audit_one(args: argparse.Namespace, *, dry_run: bool = False) -> int:
         from .judges.spec import check_judge_for_original, parse_judge_spec
 
         check_judge_for_original(parse_judge_spec(settings.judge), settings.original)
+        from .factory import single_file_original
+
+        problem = single_file_original(settings.original)
+        if problem:
+            raise ValueError(f"--original: {problem}")
     except (SettingError, ValueError) as exc:
         return _fail(str(exc))
     if dry_run:

@@ -64,6 +64,31 @@ def resolve_dtype(setting: str, device: str) -> Any:
     return getattr(torch, setting)
 
 
+#: Weight-file suffixes of a single-file checkpoint (``sd-v1-4.ckpt``, ``v1-5-pruned-emaonly.safetensors``).
+SINGLE_FILE_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".bin")
+
+
+def single_file_original(location: str | None) -> str | None:
+    """What to do instead, when the original is a single checkpoint file rather than a diffusers folder; else None.
+
+    pytest-uoc loads the original offline from a diffusers folder; a single file needs its
+    family's configs, which ``from_single_file`` would fetch from the hub. Converting it once,
+    offline, with the configs of a diffusers folder of the same family, gives that folder.
+    """
+    if not location or str(location).startswith("zoo:"):
+        return None
+    path = Path(str(location))
+    if not path.is_file():
+        return None
+    kind = "a single checkpoint file" if path.suffix in SINGLE_FILE_SUFFIXES else "a file, not a folder"
+    return (f"the original {str(path)!r} is {kind}; pytest-uoc loads the original from a diffusers pipeline "
+            f"folder (model_index.json and its parts). Convert it once, offline, with the configs of a diffusers "
+            f"folder of the same family (e.g. a saved SD 1.x pipeline): python -c \"from diffusers import "
+            f"StableDiffusionPipeline as P; P.from_single_file('{path}', config='SD_FOLDER', "
+            f"local_files_only=True).save_pretrained('sd-diffusers')\" (StableDiffusionXLPipeline for SDXL), then "
+            f"give --uoc-original sd-diffusers")
+
+
 def load_original(location: str, settings: Settings, device: str) -> Any:
     """The original pipeline at ``location`` on ``device`` in the dtype the settings name, progress bars off."""
     from . import zoo

@@ -186,7 +186,14 @@ def _check_device(settings: Any) -> None:
 
 
 def _check_judge(settings: Any) -> None:
-    """A judge that cannot work with this original (``safety-checker`` without its folder) is a usage error now."""
+    """A judge that cannot work with this original (``safety-checker`` without its folder) is a usage error now;
+    so is an original given as a single checkpoint file (the message says how to convert it offline)."""
+    from .factory import single_file_original
+
+    problem = single_file_original(settings.original)
+    if problem:
+        source = settings.sources.get("original", "default")
+        raise pytest.UsageError(f"pytest-uoc: --uoc-original ({source}): {problem}")
     from .judges.spec import check_judge_for_original, parse_judge_spec
 
     try:

@@ -352,3 +352,27 @@ def test_fifty_steps_still_need_a_covering_grid() -> None:
 
     assert thin_grid_gap([0.55], 0.55, fifty_steps)[:2] == (0.0, 0.55)
     assert thin_grid_gap([0.05, 0.15, 0.25, 0.35, 0.45, 0.55], 0.55, fifty_steps) is None
+
+
+# -- an original given as a single checkpoint file --------------------------------------------------------------
+
+
+def test_a_single_file_original_is_a_usage_error_that_says_how_to_convert(pytester: pytest.Pytester) -> None:
+    checkpoint = pytester.path / "sd-v1-4.ckpt"
+    checkpoint.write_bytes(b"not read")
+    pytester.makepyfile(NEVER_RUNS)
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--uoc-original={checkpoint}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--uoc-original (command line): the original '{checkpoint}' is a single checkpoint "
+                                 "file; pytest-uoc loads the original from a diffusers pipeline folder*"
+                                 "from_single_file*local_files_only=True).save_pretrained('sd-diffusers')*"])
+
+
+def test_uoc_audit_refuses_a_single_file_original(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_uoc.cli import EXIT_USAGE, main
+
+    checkpoint = tmp_path / "v1-5-pruned-emaonly.safetensors"
+    checkpoint.write_bytes(b"not read")
+    assert main(["audit", "--original", str(checkpoint), "--unlearned", "zoo:digits-esd-three", "--concept", "three",
+                 "--prompt", "a handwritten three", "--prompt", "the digit 3"]) == EXIT_USAGE
+    assert "--original: the original" in capsys.readouterr().err
