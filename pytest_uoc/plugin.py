@@ -23,6 +23,7 @@ from .session import (  # noqa: F401 - ROW_KEY and settings_for stay importable 
     ensure_row,
     get_session,
     settings_for,
+    uses_pytest_html,
 )
 
 pytest_plugins = ["pytest_uoc.fixtures"]
@@ -357,7 +358,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
                 "retention"):
         if reported.get(key) is not None:
             item.user_properties.append((f"uoc_{key}", reported[key]))
+    if reported.get("pictures") and uses_pytest_html(item.config):
+        _attach_pictures(report, reported["pictures"])
     return report
+
+
+def _attach_pictures(report: pytest.TestReport, pictures: list[str]) -> None:
+    """pytest-html: the test's curves and image grids as extras of its row (embedded, base64)."""
+    import base64
+
+    import pytest_html
+
+    extras = list(getattr(report, "extras", []) or [])
+    for path in pictures:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:  # a picture is never worth the report
+            continue
+        extras.append(pytest_html.extras.png(base64.b64encode(data).decode(), name=Path(path).name))
+    report.extras = extras
 
 
 def _progress_sink(config: pytest.Config) -> Any:

@@ -35,7 +35,8 @@ from .gates import GateResult, draw_pictures
 from .report import artifact_dir
 from .rows import ResultRow
 
-__all__ = ["CURRENT_REQUEST", "UocSession", "get_session", "resolve_device", "run_gate", "settings_for"]
+__all__ = ["CURRENT_REQUEST", "UocSession", "get_session", "uses_pytest_html", "resolve_device", "run_gate",
+           "settings_for"]
 __all__ += ["MIX_SETTING", "resolve_dtype"]  # moved to factory.py; kept importable from here
 
 #: The fixture request of the running test, set by an autouse fixture so that
@@ -152,6 +153,11 @@ def settings_for(config: pytest.Config, marker_kwargs: dict[str, Any]) -> Settin
         raise pytest.UsageError(f"pytest-uoc: {exc}") from None
 
 
+def uses_pytest_html(config: pytest.Config) -> bool:
+    """Whether pytest-html writes a report in this run (``--html``): then every gate's pictures are drawn."""
+    return config.pluginmanager.hasplugin("html") and bool(getattr(config.option, "htmlpath", None))
+
+
 def ensure_row(item: pytest.Item, probe: Any) -> ResultRow:
     """The report row of ``item`` (created and recorded on first use): test, concept, model, original."""
     row = item.stash.get(ROW_KEY, None)
@@ -187,8 +193,8 @@ def run_gate(probe: Any, evaluate: Callable[[], GateResult]) -> tuple[GateResult
 
             row.values["run"] = probe_record(probe)
         # The HTML report shows every test's pictures, so they are drawn for passing tests too.
-        folder = artifact_dir(session, request.node.nodeid,
-                              explicit_only=result.passed and not session.settings.html)
+        wanted = bool(session.settings.html) or uses_pytest_html(request.config)
+        folder = artifact_dir(session, request.node.nodeid, explicit_only=result.passed and not wanted)
     written = draw_pictures(result.pictures, folder)
     if request is not None and written:
         row.values.setdefault("pictures", []).extend(p for p in written if p not in row.values.get("pictures", []))

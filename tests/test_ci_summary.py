@@ -66,3 +66,15 @@ def test_an_unwritable_summary_does_not_change_the_outcome(pytester: pytest.Pyte
     result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-esd-three")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*could not append the CI step summary ($GITHUB_STEP_SUMMARY)*"])
+
+
+def test_pytest_html_rows_carry_the_gates_pictures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(my_judges=BLIND_JUDGE_MODULE)
+    pytester.makepyfile(test_gate=BLIND_GATE)
+    page = pytester.path / "pytest-html.html"
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-esd-three",
+                                *FAST_GATE_OPTIONS, f"--uoc-cache-dir={pytester.path / 'cache'}",
+                                f"--html={page}", "--self-contained-html")
+    result.assert_outcomes(failed=1)
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "image_grid.png" in text and "calibration.png" in text
