@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from uoc_test_helpers import BLIND_GATE, BLIND_JUDGE_MODULE, FAST_GATE_OPTIONS
+from uoc_test_helpers import BLIND_GATE, BLIND_JUDGE_MODULE, FAST_GATE_OPTIONS, run_blind_gate
 
 from pytest_uoc.summary import append_step_summary, markdown_summary
 
@@ -69,12 +69,8 @@ def test_an_unwritable_summary_does_not_change_the_outcome(pytester: pytest.Pyte
 
 
 def test_pytest_html_rows_carry_the_gates_pictures(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(my_judges=BLIND_JUDGE_MODULE)
-    pytester.makepyfile(test_gate=BLIND_GATE)
     page = pytester.path / "pytest-html.html"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-esd-three",
-                                *FAST_GATE_OPTIONS, f"--uoc-cache-dir={pytester.path / 'cache'}",
-                                f"--html={page}", "--self-contained-html")
+    result = run_blind_gate(pytester, f"--html={page}", "--self-contained-html")
     result.assert_outcomes(failed=1)
     text = page.read_text()
     assert "data:image/png;base64," in text and "image_grid.png" in text and "calibration.png" in text

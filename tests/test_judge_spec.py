@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from uoc_test_helpers import BLIND_GATE, FAST_GATE_OPTIONS
+from uoc_test_helpers import run_blind_gate
 
 from pytest_uoc.judges.spec import (
     JudgeSpec,
@@ -187,12 +187,8 @@ def test_a_bad_marker_judge_is_a_usage_error_at_collection(pytester: pytest.Pyte
 
 def test_a_factory_judge_from_the_marker_decides_and_is_checked(pytester: pytest.Pytester) -> None:
     """A user's judge named by the marker: its check runs, and a judge blind to the concept cannot pass a gate."""
-    pytester.makepyfile(my_judges=FACTORIES)
-    pytester.makepyfile(test_gate=BLIND_GATE)
     report = pytester.path / "report.json"
-    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", "zoo:digits-gold-three",
-                                *FAST_GATE_OPTIONS, f"--uoc-report={report}",
-                                f"--uoc-cache-dir={pytester.path / 'cache'}")
+    result = run_blind_gate(pytester, f"--uoc-report={report}", judges=FACTORIES, unlearned="zoo:digits-gold-three")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*INCONCLUSIVE: the judge does not see this concept in the original's images "
                                  "(share 0.000 of 16 training images*",

@@ -172,3 +172,11 @@ def test_gate(uoc):
 
 #: Few steps and seeds, and a ψ grid every step of which gives the original a step.
 FAST_GATE_OPTIONS = ("--uoc-steps", "8", "--uoc-seeds", "16", "--uoc-psis", "0,0.15,0.35,0.55,1")
+
+
+def run_blind_gate(pytester, *extra: str, judges: str = BLIND_JUDGE_MODULE, unlearned: str = "zoo:digits-esd-three"):
+    """Run ``BLIND_GATE`` (judges module ``judges`` as ``my_judges``) with the fast options and ``extra``."""
+    pytester.makepyfile(my_judges=judges)
+    pytester.makepyfile(test_gate=BLIND_GATE)
+    return pytester.runpytest("-p", "no:cacheprovider", "--uoc-unlearned", unlearned, *FAST_GATE_OPTIONS,
+                              f"--uoc-cache-dir={pytester.path / 'cache'}", *extra)
