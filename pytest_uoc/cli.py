@@ -367,7 +367,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
 
         print(judge_line(verdict.judge))
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
-    from .record import probe_record, run_record
+    from .record import page_record, probe_record
 
     row.values["run"] = probe_record(probe)
     written = []  # an output error never costs the verdict: it is printed above, the exit status stands
@@ -387,8 +387,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
     if settings.html:
         from .html_report import write_html_report
 
-        documents.append(lambda: write_html_report(settings.html, [row.to_dict()], {
-            **run_record(settings), "settings": {k: v for k, v in vars(settings).items() if k != "sources"}}))
+        documents.append(lambda: write_html_report(settings.html, [row.to_dict()], page_record(settings)))
     for write in documents:
         try:
             written.append(str(write()))

@@ -531,12 +531,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             state.report_error = f"could not write the report {state.settings.report}: {exc}"
     if state.settings.html and state.results:
         from .html_report import write_html_report
-        from .record import run_record
+        from .record import page_record
 
         try:
-            record = {**run_record(state.settings), "settings": {k: v for k, v in vars(state.settings).items()
-                                                                 if k != "sources"}}
-            write_html_report(state.settings.html, [row.to_dict() for row in state.results], record)
+            write_html_report(state.settings.html, [row.to_dict() for row in state.results],
+                              page_record(state.settings))
         except OSError as exc:  # never lose the summary (and the verdicts) to an output error
             note = f"could not write the HTML report {state.settings.html}: {exc}"
             state.report_error = f"{state.report_error}; {note}" if state.report_error else note

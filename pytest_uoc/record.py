@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "model_files", "probe_record", "run_record", "versions"]
+__all__ = ["PACKAGES", "model_files", "page_record", "probe_record", "run_record", "settings_dict", "versions"]
 
 #: Packages whose version a figure can depend on (those not installed are left out).
 PACKAGES = ("pytest-uoc", "pytest", "torch", "diffusers", "transformers", "timm", "torchmetrics", "numpy",
@@ -72,6 +72,16 @@ def run_record(settings: Any, *, command: Sequence[str] | None = None) -> dict[s
     """The whole run's record: versions, command line, model files and their hashes."""
     return {"versions": versions(), "command": list(command if command is not None else sys.argv),
             "models": model_files(settings) if settings is not None else {}}
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """Every setting's value (not where it came from), as the reports write them; {} without settings."""
+    return {k: v for k, v in vars(settings).items() if k != "sources"} if settings is not None else {}
+
+
+def page_record(settings: Any) -> dict[str, Any]:
+    """What the HTML page shows of the run: ``run_record`` and the settings."""
+    return {**run_record(settings), "settings": settings_dict(settings)}
 
 
 def probe_record(probe: Any) -> dict[str, Any]:

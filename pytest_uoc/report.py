@@ -90,6 +90,8 @@ def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], setti
     """
     from importlib.metadata import PackageNotFoundError, version
 
+    from .record import settings_dict
+
     try:
         plugin_version = version("pytest-uoc")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -98,7 +100,7 @@ def write_json_report(path: str | Path, rows: Sequence[Mapping[str, Any]], setti
         "schema": "pytest-uoc/report",
         "schema_version": REPORT_SCHEMA_VERSION,
         "plugin_version": plugin_version,
-        "settings": {k: v for k, v in vars(settings).items() if k != "sources"} if settings is not None else {},
+        "settings": settings_dict(settings),
         "record": _record(settings),
         "interrupted": bool(interrupted),
         "unfinished": list(unfinished),
