@@ -371,9 +371,12 @@ class Probe:
 
     def _blind_judge_verdict(self, limit: float, ccs_max: float) -> Verdict:
         """``inconclusive``: the judge failed its check; decided on ψ = 0 alone, so no sweep is paid for."""
+        return self._judge_blind(self._decide_calibrated([0.0], limit, ccs_max, self._images_differ()))
+
+    def _judge_blind(self, verdict: Verdict) -> Verdict:
+        """``verdict`` made ``inconclusive`` for a judge that failed its check, with the check's reason."""
         check = self.judge_check
-        base = self._decide_calibrated([0.0], limit, ccs_max, self._images_differ())
-        return dataclasses.replace(base, kind="inconclusive", reason=check.reason, first_retrieving_psi=None,
+        return dataclasses.replace(verdict, kind="inconclusive", reason=check.reason, first_retrieving_psi=None,
                                    cause="judge_blind", judge=check.to_dict())
 
     def idle_psis(self, psis: Iterable[float] | None = None) -> list[float]:
@@ -702,11 +705,7 @@ class Probe:
                 psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                 accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),
             )
-            if blind:
-                return dataclasses.replace(verdict, kind="inconclusive", reason=self.judge_check.reason,
-                                           first_retrieving_psi=None, cause="judge_blind",
-                                           judge=self.judge_check.to_dict())
-            return self._with_judge(verdict)
+            return self._judge_blind(verdict) if blind else self._with_judge(verdict)
         curve = self.restore_curve(self.restore_grid(limit), reference_images=reference_images)
         return decide(curve, psi_limit=limit, ccs_max=ccs_max, heldout_accuracy=self.heldout_accuracy,
                       accuracy_floor=self.settings.accuracy_floor, images_differ=self._images_differ(),
