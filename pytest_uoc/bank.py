@@ -31,6 +31,7 @@ import torch
 from . import progress
 from .diffusion import PartialDiffusion
 from .diffusion.engine import NullFinish
+from .pixels import float_images
 from .units import check_psi
 
 if TYPE_CHECKING:
@@ -59,15 +60,21 @@ class Cost:
     #: Evaluations of the original finishing hand-offs for the calibration nulls (0 when cached).
     null_unet_evals: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Bytes of the decoded images the probe keeps (uint8: 1 byte per pixel channel).
+    kept_image_bytes: int = 0
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
 
     def to_dict(self) -> dict[str, Any]:
+        from .memory import peak_gpu_bytes, peak_host_bytes
+
         return {"sweeps": self.sweeps, "unet_evals": self.unet_evals,
                 "unlearned_unet_evals": self.unlearned_unet_evals, "null_unet_evals": self.null_unet_evals,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "total_seconds": round(sum(self.seconds.values()), 3)}
+                "total_seconds": round(sum(self.seconds.values()), 3),
+                "kept_image_bytes": self.kept_image_bytes, "peak_host_memory_bytes": peak_host_bytes(),
+                "peak_gpu_memory_bytes": peak_gpu_bytes()}
 
     def count(self, phase: str, start: float, unet_evals: int, *, unlearned: int = 0, null: int = 0) -> None:
         """Book one sweep or restoration begun at ``start`` (``time.perf_counter()``)."""
@@ -108,6 +115,7 @@ class ImageSet:
                 sweep = self.engine.sweep(self.prompts, list(missing.values()), self.seeds, null=self.null)
             for handoff, psi in missing.items():
                 self.by_handoff[handoff] = sweep.images[psi]
+                self.cost.kept_image_bytes += sweep.images[psi].nbytes
             self.cost.count(self.phase, start, sweep.unet_evals, null=sweep.null_unet_evals,
                             unlearned=sweep.unlearned_unet_evals if self.unlearned_cost else 0)
         return {psi: self.by_handoff[handoff] for psi, handoff in wanted.items()}
@@ -199,7 +207,7 @@ class ImageBank:
                 self._references["original"] = self.sweep([1.0])[1.0][order]
             return "original", self._references["original"]
         if isinstance(reference_images, torch.Tensor):
-            images = reference_images.detach().float().cpu()
+            images = float_images(reference_images.detach().cpu())
         else:
             from .diffusion.restore import load_reference_images
 
@@ -239,6 +247,7 @@ class ImageBank:
             result = restore(self.engine, references, self.prompts, list(missing.values()), self.eval_seeds, null=null)
             for start, strength in missing.items():
                 self._restored[(slot, start)] = result[strength]
+                self.cost.kept_image_bytes += result[strength].nbytes
             self.cost.count("restore" if null is None else "null finishes", begin, result.unet_evals,
                             unlearned=result.unet_evals if null is None else 0,
                             null=0 if null is None else result.unet_evals)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import output_target
-from .units import BACKBONES, DEFAULT_PSIS, check_psi
+from .units import BACKBONES, CLASSIFIER_RECIPES, DEFAULT_PSIS, check_psi
 
 __all__ = [
     "MIN_SEEDS", "OPTIONS", "Option", "Settings", "check_marker_keywords", "check_output_dir", "check_output_file",
@@ -381,7 +381,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("mix_branches", _choice(MIXING), "auto", "finish the branches of different psi in shared UNet calls: auto (on for CUDA), on, off"),
     Option("compile", _bool, False, "torch.compile the UNet calls (pays off on GPUs for long runs)"),
     Option("backbone", _choice(BACKBONES), "resnet18", "domain classifier backbone"),
-    Option("backbone_weights", _input_file, None, "local ImageNet weights for the backbone (nothing is downloaded)", metavar="PATH"),
+    Option("backbone_weights", _input_file, None, "local ImageNet weights for the backbone (default: timm's own weights "
+           "if they are in the Hugging Face or torch hub cache on disk; nothing is downloaded)", metavar="PATH"),
+    Option("classifier_recipe", _choice(CLASSIFIER_RECIPES), "small", "domain classifier training: small (Adam, 8 "
+           "epochs, input 64 px for images up to 64 px, else 128 px) or paper (SGD, 10 epochs, 224 px, triplet loss)"),
+    Option("classifier_size", _int(16, 2048), None, "domain classifier input side in pixels (default: the recipe's)",
+           metavar="PX"),
     Option("anchor", parse_anchors, None, "anchor prompts of the calibration nulls (the concept prompts with the concept's "
            "words removed): one for all, or one per prompt separated by ';' (default: derived from the prompts)",
            metavar="ANCHORS"),
@@ -471,6 +476,8 @@ class Settings:
     compile: bool = False
     backbone: str = "resnet18"
     backbone_weights: str | None = None
+    classifier_recipe: str = "small"
+    classifier_size: int | None = None
     anchor: tuple[str, ...] | None = None
     judge: str = "auto"
     rule: str = "calibrated"

@@ -148,6 +148,7 @@ def build_probe(concept: Concept, original: Any, unlearned: Any, reference: Any 
 
     probe_settings = ProbeSettings(
         seeds=seeds, psis=settings.psis, backbone=settings.backbone, backbone_weights=settings.backbone_weights,
+        classifier_recipe=settings.classifier_recipe, classifier_size=settings.classifier_size,
         accuracy_floor=settings.accuracy_floor, rule=settings.rule, classifier_cache=str(Path(cache_dir) / "classifiers"),
         sequential=settings.sequential, round_seeds=settings.round_seeds, max_seeds=settings.max_seeds,
     )

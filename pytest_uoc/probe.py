@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
         RetentionResult,
         Verdict,
     )
+    from .scoring.backbone_weights import BackboneWeights
+
+#: Image side (px) from which a domain classifier without ImageNet weights is warned about.
+REAL_IMAGE_SIDE = 128
+#: Backbones whose random initialisation was already warned about in this process.
+_WARNED_RANDOM_INIT: set[str] = set()
 
 __all__ = ["Cost", "FewStepsWarning", "Probe", "ProbeSettings", "Threshold", "find_retrieval_threshold"]
 
@@ -62,6 +69,9 @@ class ProbeSettings:
     psis: tuple[float, ...] = DEFAULT_PSIS
     backbone: str = "resnet18"
     backbone_weights: str | None = None
+    #: The domain classifier's recipe ("small" or "paper") and input side (None: the recipe's).
+    classifier_recipe: str = "small"
+    classifier_size: int | None = None
     accuracy_floor: float = 0.75
     classifier_cache: str | None = None
     n_boot: int = 2000
@@ -132,6 +142,7 @@ class Probe:
         self.bank = ImageBank(engine, list(concept.prompts), self.train_seeds, self.eval_seeds, self.anchors,
                               self.cost, reference_engine=reference_engine)
         self._warned_idle = False
+        self._backbone_weights: BackboneWeights | None = None
 
     @property
     def budget_seeds(self) -> list[int]:
@@ -202,14 +213,32 @@ class Probe:
         """A classifier of ``original`` (label 1) against ``other`` (label 0), its seconds booked."""
         from .scoring import train_domain_classifier
 
+        weights = self.backbone_weights
         start = time.perf_counter()
         classifier = train_domain_classifier(
-            original, other, groups=groups, backbone=self.settings.backbone,
-            pretrained_path=self.settings.backbone_weights, seed=self.settings.seed,
-            cache_dir=self.settings.classifier_cache,
+            original, other, groups=groups, backbone=self.settings.backbone, recipe=self.settings.classifier_recipe,
+            image_size=self.settings.classifier_size, pretrained_path=weights.path, seed=self.settings.seed,
+            cache_dir=self.settings.classifier_cache, device=self.engine.device,
         )
         self.cost.add("classifier", time.perf_counter() - start)
         return classifier
+
+    @property
+    def backbone_weights(self) -> BackboneWeights:
+        """Where the domain classifier's starting weights come from (``scoring.backbone_weights``).
+
+        Without weights it warns once per process and backbone for images of ``REAL_IMAGE_SIDE`` px or more;
+        on smaller images (the zoo's 32 px digits) random initialisation is what was measured to work."""
+        if self._backbone_weights is None:
+            from .scoring.backbone_weights import find_backbone_weights, random_init_warning
+
+            self._backbone_weights = find_backbone_weights(self.settings.backbone, self.settings.backbone_weights)
+            real_images = max(self.engine.height, self.engine.width) >= REAL_IMAGE_SIDE
+            if self._backbone_weights.path is None and real_images and self.settings.backbone not in _WARNED_RANDOM_INIT:
+                _WARNED_RANDOM_INIT.add(self.settings.backbone)
+                warnings.warn(random_init_warning(self.settings.backbone, self._backbone_weights), UserWarning,
+                              stacklevel=3)
+        return self._backbone_weights
 
     @property
     def classifier(self) -> DomainClassifier:
@@ -496,8 +525,15 @@ class Probe:
         return sorted({p for p in self.settings.psis if p <= limit} | {0.0, limit})
 
     def mean_image_difference(self) -> torch.Tensor:
-        """Mean absolute pixel difference between λO and λU of the scored seeds (a 0-d tensor)."""
-        return (self.original_images - self.unlearned_images).abs().mean()
+        """Mean absolute pixel difference (in [0, 1] units) between λO and λU of the scored seeds (a 0-d tensor)."""
+        from .pixels import float_images
+
+        original, unlearned = self.original_images, self.unlearned_images
+        if len(original) == 0:
+            return torch.tensor(float("nan"))
+        total = sum(float((float_images(original[i:i + 64]) - float_images(unlearned[i:i + 64])).abs().sum())
+                    for i in range(0, len(original), 64))
+        return torch.tensor(total / original.numel())
 
     def _images_differ(self, tolerance: float = IMAGES_DIFFER_TOLERANCE) -> bool:
         """Whether λU differs visibly from λO (mean absolute pixel difference above ``tolerance``)."""
@@ -736,7 +772,10 @@ class Probe:
             "cost": self.cost.to_dict(),
         }
         if self.bank.classifier is not None:
-            out["classifier"] = {"backbone": self.settings.backbone, "heldout_accuracy": self.heldout_accuracy}
+            weights = self.backbone_weights
+            out["classifier"] = {"backbone": self.settings.backbone, "heldout_accuracy": self.heldout_accuracy,
+                                 "recipe": self.settings.classifier_recipe, "weights": weights.source,
+                                 "weights_path": str(weights.path) if weights.path else None}
         if self.bank.ccs_estimates:
             out["ccs"] = {str(p): est.to_dict() for p, est in sorted(self.bank.ccs_estimates.items())}
         return out

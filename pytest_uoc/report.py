@@ -327,7 +327,7 @@ def _short(text: str, width: int = 40) -> str:
 
 def write_labelled_grid(rows: Sequence[tuple[str, Any]], path: str | Path, *, max_columns: int = 8,
                         title: str = "") -> Path:
-    """A PNG grid of labelled rows: ``(label, images N×3×H×W in [0, 1])``, the label at the left of its row.
+    """A PNG grid of labelled rows: ``(label, images N×3×H×W in [0, 1] or uint8)``, the label at the left of its row.
 
     ``title`` is written above the grid; the title and the row labels also go into the
     PNG's text chunks (``Title``, ``Rows``: one label a line) for tools that read them.
@@ -338,12 +338,13 @@ def write_labelled_grid(rows: Sequence[tuple[str, Any]], path: str | Path, *, ma
     from PIL import Image, ImageDraw, ImageFont
     from PIL.PngImagePlugin import PngInfo
 
+    from .pixels import compact_images, float_images
+
     labels = [_short(str(label)) for label, _ in rows]
     strips = []
     for _, batch in rows:
-        batch = batch[:max_columns].detach().float().cpu().clamp(0, 1)
-        tiles = [np.pad((img.permute(1, 2, 0).numpy() * 255).astype(np.uint8), ((1, 1), (1, 1), (0, 0)))
-                 for img in batch]
+        batch = compact_images(float_images(batch[:max_columns].detach().cpu()))
+        tiles = [np.pad(img.permute(1, 2, 0).numpy(), ((1, 1), (1, 1), (0, 0))) for img in batch]
         strips.append(np.concatenate(tiles, axis=1))
     scale = max(1, 96 // max(1, strips[0].shape[0]))
     font = ImageFont.load_default()

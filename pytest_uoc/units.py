@@ -37,6 +37,9 @@ PAPER_PSI_GRID: tuple[float, ...] = (0.001, 0.01, 0.05, 0.15, 0.25, 0.35, 0.45, 
 
 #: Domain-classifier backbones (timm names).
 BACKBONES: tuple[str, ...] = ("resnet18", "densenet121", "efficientnet_b0")
+#: Training recipes of the domain classifier (``scoring.classifier``): "small" (Adam, 8 epochs, 64 or 128 px)
+#: and "paper" (arXiv 2409.05668: SGD, 10 epochs, 224 px, triplet loss).
+CLASSIFIER_RECIPES: tuple[str, ...] = ("small", "paper")
 
 _STRENGTH_HINT = " (0: the reference as is, 1: pure noise)"
 

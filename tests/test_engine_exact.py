@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from pytest_uoc.diffusion import PartialDiffusion, load_unlearned
+from pytest_uoc.diffusion import PartialDiffusion as CompactPartialDiffusion
+from pytest_uoc.diffusion import load_unlearned
 from pytest_uoc.diffusion.reference import reference_partial_diffusion
+
+
+def PartialDiffusion(*args, **kwargs):  # noqa: N802 - stands for the class in these comparisons
+    """The engine keeping float32 images: compared with diffusers' float output to 1e-5, before rounding.
+
+    The default engine keeps uint8 images; ``test_compact_images_are_the_float_images_rounded`` shows
+    they are exactly these images rounded.
+    """
+    kwargs.setdefault("image_dtype", torch.float32)
+    return CompactPartialDiffusion(*args, **kwargs)
 
 PSIS = [0.0, 0.001, 0.05, 0.25, 0.55, 0.8, 1.0]
 PROMPTS = ["a red handwritten three", "a green handwritten eight"]

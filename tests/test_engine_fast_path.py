@@ -169,9 +169,9 @@ def test_bfloat16_sweep_runs_and_stays_close_to_float32(tiny_pipe, tiny_unet):
     got = engine.sweep(PROMPTS[:1], [0.0, 0.55, 1.0], SEEDS)
     expected = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=6).sweep(PROMPTS[:1], [0.0, 0.55, 1.0], SEEDS)
     for psi in (0.0, 0.55, 1.0):
-        assert got[psi].dtype == torch.float32 and torch.isfinite(got[psi]).all()
+        assert got[psi].dtype == torch.uint8  # compact images, whatever the pipeline's dtype
         # bfloat16 keeps 8 bits of mantissa: images agree to a few percent, not bit for bit.
-        assert float((got[psi] - expected[psi]).abs().mean()) < 0.05, psi
+        assert float((got[psi].float() - expected[psi].float()).abs().mean()) / 255 < 0.05, psi
 
 
 @pytest.mark.parametrize(("worker", "count", "expected"), [

@@ -16,6 +16,7 @@ import torch
 
 from pytest_uoc.concept import Concept
 from pytest_uoc.diffusion import PartialDiffusion, restore
+from pytest_uoc.pixels import float_images
 from pytest_uoc.probe import Probe, ProbeSettings
 
 STEPS = 4
@@ -51,8 +52,11 @@ def probe(tiny_pipe, tiny_unet):
 
 
 def bright_judge(images: torch.Tensor) -> torch.Tensor:
-    """A boolean judge: "shows the concept" where the image is brighter than average (for these models)."""
-    return images.mean(dim=(1, 2, 3)) > 0.527
+    """A boolean judge: "shows the concept" where the image is brighter than average (for these models).
+
+    The probe hands a judge float images in [0, 1]; its own images are compact (uint8), converted here
+    when a test calls the judge on them directly."""
+    return float_images(images).mean(dim=(1, 2, 3)) > 0.527
 
 
 # -- restoration on the probe -----------------------------------------------------------------------
@@ -66,7 +70,7 @@ def test_restore_curve_scores_restorations_of_the_rotated_original_images(probe)
     assert torch.equal(refs[8], original[9]) and torch.equal(refs[15], original[8])
     curve = probe.restore_curve([0.5, 1.0])
     direct = restore(probe.engine, refs, list(PROMPTS), [0.5], probe.eval_seeds)[0.5]
-    assert curve.at(0.5).mean == pytest.approx(float(direct.mean()), abs=1e-5)
+    assert curve.at(0.5).mean == pytest.approx(float(float_images(direct).mean()), abs=1e-5)
     # strength 1 is the unlearned model alone: the ψ = 0 images, scored the same way
     assert curve.at(1.0).mean == pytest.approx(probe.ccs(0.0).mean, abs=1e-9)
     assert curve.at(0.5).n == len(PROMPTS) * 8
@@ -144,7 +148,7 @@ def test_prompt_ccs_scores_each_prompt_of_the_unlearned_model(probe):
     result = probe.prompt_ccs(prompts)
     images = probe.prompt_images(prompts)[0.0]
     assert images.shape[0] == 3 * 8
-    per = images.mean(dim=(1, 2, 3))
+    per = float_images(images).mean(dim=(1, 2, 3))
     assert result.prompts == prompts
     assert result.per_prompt["tres"].mean == pytest.approx(float(per[8:16].mean()), abs=1e-6)
     assert result.overall.mean == pytest.approx(float(per.mean()), abs=1e-6)
@@ -171,7 +175,7 @@ def test_leakage_without_reference_compares_with_the_original_and_uses_the_class
     result = probe.leakage([""])
     images = probe.prompt_images([""], [0.0, 1.0])
     assert result.baseline == "original" and result.decided_by == "classifier"
-    assert result.baseline_rate == pytest.approx(float((images[1.0].mean(dim=(1, 2, 3)) > 0.5).float().mean()))
+    assert result.baseline_rate == pytest.approx(float((float_images(images[1.0]).mean(dim=(1, 2, 3)) > 0.5).float().mean()))
 
 
 def test_judges_returning_the_wrong_shape_or_type_are_refused(probe):
@@ -206,7 +210,7 @@ def test_alignment_with_labels(probe):
         return ["bright" if v > 0.5 else "dark" for v in images.mean(dim=(1, 2, 3))]
 
     result = probe.alignment(["a handwritten seven"], "dark", label)
-    images = probe.prompt_images(["a handwritten seven"], [0.0, 1.0])
+    images = {psi: float_images(kept) for psi, kept in probe.prompt_images(["a handwritten seven"], [0.0, 1.0]).items()}
     assert result.accuracy.mean == pytest.approx(float((images[0.0].mean(dim=(1, 2, 3)) <= 0.5).float().mean()))
     assert result.baseline == pytest.approx(float((images[1.0].mean(dim=(1, 2, 3)) <= 0.5).float().mean()))
     with pytest.raises(ValueError, match=r"one label per prompt \(1\), got 2"):

@@ -26,11 +26,22 @@ from family_builders import (
     sdxl_unet,
 )
 
-from pytest_uoc.diffusion import PartialDiffusion, load_unlearned, restore
+from pytest_uoc.diffusion import PartialDiffusion as CompactPartialDiffusion
+from pytest_uoc.diffusion import load_unlearned, restore
 from pytest_uoc.diffusion.engine import NullFinish
 from pytest_uoc.diffusion.families import family_name_of_model, family_name_of_state, family_of
 from pytest_uoc.diffusion.reference import reference_partial_diffusion
 from pytest_uoc.diffusion.restore import encode_references
+
+
+def PartialDiffusion(*args, **kwargs):  # noqa: N802 - stands for the class in these comparisons
+    """The engine keeping float32 images: compared with diffusers' float output to 1e-5, before rounding.
+
+    The default engine keeps uint8 images; ``test_compact_images_are_the_float_images_rounded`` shows
+    they are exactly these images rounded.
+    """
+    kwargs.setdefault("image_dtype", torch.float32)
+    return CompactPartialDiffusion(*args, **kwargs)
 
 PROMPTS = ["a red handwritten three", "a green handwritten eight"]
 ANCHORS = ("a red handwritten", "a green handwritten")
@@ -462,3 +473,83 @@ def test_an_sd_pipeline_still_gets_the_sd_path(tiny_pipe, tiny_unet):
         warnings.simplefilter("error")
         engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
     assert engine.family.name == "sd" and engine.family.cache_off_reason is None
+
+
+# -- compact images and the VAE's decode ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sdxl-euler", "sd3", "flux"])
+def test_compact_images_are_the_float_images_rounded(name):
+    from pytest_uoc.scoring.images import compact_images
+
+    exact = make_engine(name)
+    compact = make_engine(name, image_dtype=torch.uint8)
+    floats = exact.sweep(PROMPTS, [0.0, 0.55], SEEDS)
+    kept = compact.sweep(PROMPTS, [0.0, 0.55], SEEDS)
+    for psi in (0.0, 0.55):
+        assert kept[psi].dtype == torch.uint8
+        assert torch.equal(kept[psi], compact_images(floats[psi])), psi
+    assert CompactPartialDiffusion(exact.original, exact.unlearned).image_dtype == torch.uint8  # the default
+
+
+def test_image_dtype_is_checked(tiny_pipe, tiny_unet):
+    with pytest.raises(ValueError, match=r"image_dtype must be torch.uint8 .* got torch.float16"):
+        CompactPartialDiffusion(tiny_pipe, tiny_unet, image_dtype=torch.float16)
+
+
+def _spy_decode(vae, calls: list):
+    decode = vae.decode
+
+    def spy(latents, *args, **kwargs):
+        calls.append((latents.shape[0], latents.dtype, vae.dtype))
+        return decode(latents, *args, **kwargs)
+
+    vae.decode = spy
+
+
+def test_the_vae_decodes_in_chunks_of_bounded_pixels(monkeypatch):
+    from pytest_uoc.diffusion import families
+
+    engine = make_engine("sdxl-euler")
+    calls: list = []
+    _spy_decode(engine.original.vae, calls)
+    whole = engine.sweep(PROMPTS, [0.55], SEEDS)[0.55]
+    assert [c[0] for c in calls] == [len(PROMPTS) * len(SEEDS)]  # 4 images of 16 px: one call
+    calls.clear()
+    monkeypatch.setattr(families, "DECODE_PIXELS", SIZE * SIZE)  # one image per call
+    chunked = make_engine("sdxl-euler")
+    _spy_decode(chunked.original.vae, calls)
+    one_by_one = chunked.sweep(PROMPTS, [0.55], SEEDS)[0.55]
+    assert [c[0] for c in calls] == [1] * (len(PROMPTS) * len(SEEDS))
+    assert max_diff(one_by_one, whole) <= 1e-5
+
+
+def test_decode_chunks_at_real_sizes():
+    from pytest_uoc.diffusion.families import decode_chunk
+
+    assert decode_chunk(512 * 512) == 4 and decode_chunk(1024 * 1024) == 1 and decode_chunk(2048 * 2048) == 1
+    assert decode_chunk(32 * 32) == 1024
+
+
+def test_sdxl_fp16_vae_is_upcast_to_decode_as_the_pipeline_does(tiny_pipe, tiny_unet):
+    engine = make_engine("sdxl-euler")
+    vae = engine.original.vae
+    latents = torch.randn(2, 4, SIZE // 2, SIZE // 2, generator=torch.Generator().manual_seed(0))
+    exact = engine.family.decode(vae, latents, engine)
+    vae.to(dtype=torch.float16)
+    assert vae.config.force_upcast
+    calls: list = []
+    _spy_decode(vae, calls)
+    upcast = engine.family.decode(vae, latents.half(), engine)
+    assert calls and all(dtype == torch.float32 and vae_dtype == torch.float32 for _, dtype, vae_dtype in calls)
+    assert vae.dtype == torch.float16  # handed back as it was given
+    assert torch.isfinite(upcast).all() and max_diff(upcast, exact) <= 1e-2
+    # SD 1.x's pipeline does not upcast: neither does its family.
+    import copy
+
+    sd = CompactPartialDiffusion(tiny_pipe, tiny_unet)
+    sd_vae = copy.deepcopy(tiny_pipe.vae).to(dtype=torch.float16)  # the session's pipeline stays as it is
+    calls.clear()
+    _spy_decode(sd_vae, calls)
+    sd.family.decode(sd_vae, latents.half(), sd)
+    assert calls and all(dtype == torch.float16 for _, dtype, _ in calls)

@@ -43,6 +43,8 @@ def test_plugin_module_does_not_import_torch() -> None:
         (["--uoc-dtype", "float8"], "*--uoc-dtype*'float8': expected one of: auto, float32*"),
         (["--uoc-mix-branches", "maybe"], "*--uoc-mix-branches*'maybe': expected one of: auto, on, off*"),
         (["--uoc-compile", "sometimes"], "*--uoc-compile*'sometimes': expected true or false*"),
+        (["--uoc-classifier-recipe", "big"], "*--uoc-classifier-recipe*'big': expected one of: small, paper*"),
+        (["--uoc-classifier-size", "8"], "*--uoc-classifier-size*'8': expected an integer in [[]16, 2048[]]*"),
     ],
 )
 def test_bad_option_is_a_usage_error_before_any_test(pytester: pytest.Pytester, args: list[str], message: str) -> None:

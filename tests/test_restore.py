@@ -11,8 +11,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_uoc.diffusion import PartialDiffusion, restore, restore_start
+from pytest_uoc.diffusion import PartialDiffusion as CompactPartialDiffusion
+from pytest_uoc.diffusion import restore, restore_start
 from pytest_uoc.diffusion.restore import encode_references, load_reference_images
+
+
+def PartialDiffusion(*args, **kwargs):  # noqa: N802 - stands for the class in these comparisons
+    """The engine keeping float32 images, compared with diffusers' float output before rounding
+    (tests/test_families.py shows the default uint8 images are these rounded)."""
+    kwargs.setdefault("image_dtype", torch.float32)
+    return CompactPartialDiffusion(*args, **kwargs)
 
 PROMPTS = ["a red handwritten three", "trois"]
 SEEDS = [0, 5]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pytest_uoc.scoring import check_images, check_paired
+from pytest_uoc.scoring.images import compact_images, float_images
 
 torch.set_num_threads(1)
 
@@ -42,8 +43,32 @@ def test_not_a_tensor() -> None:
 
 
 def test_integer_dtype() -> None:
-    with pytest.raises(TypeError, match=r"floating-point .* got dtype torch.uint8"):
-        check_images(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+    with pytest.raises(TypeError, match=r"floating-point .* or a uint8 tensor .* got dtype torch.int32"):
+        check_images(torch.zeros(1, 3, 4, 4, dtype=torch.int32))
+
+
+def test_uint8_images_stay_compact() -> None:
+    gray = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+    checked = check_images(gray)
+    assert checked.dtype == torch.uint8 and checked.shape == (1, 3, 4, 4)
+    assert torch.equal(float_images(checked)[0, 2], gray[0, 0].float() / 255)
+    with pytest.raises(ValueError, match="4-D"):
+        check_images(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+def test_compact_images_round_as_diffusers_and_refuse_nan() -> None:
+    from diffusers.image_processor import VaeImageProcessor
+
+    images = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    images[0, 0, 0, 0] = 1.0004  # rounding above 1 is clamped, as the decoders' output is
+    compact = compact_images(images)
+    expected = VaeImageProcessor.numpy_to_pil(images.clamp(0, 1).permute(0, 2, 3, 1).numpy())
+    assert compact.dtype == torch.uint8
+    for i, picture in enumerate(expected):
+        assert np.array_equal(compact[i].permute(1, 2, 0).numpy(), np.asarray(picture))
+    images[1, 1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"decoded images contain NaN: the model produced non-finite output .*1 of 2"):
+        compact_images(images)
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 4), (4, 4), (1, 1, 3, 4, 4)])

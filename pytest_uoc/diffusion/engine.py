@@ -205,6 +205,7 @@ class PartialDiffusion:
         cache_images: bool = True,
         max_sequence_length: int | None = None,
         true_cfg_scale: float = 1.0,
+        image_dtype: torch.dtype = torch.uint8,
     ) -> None:
         #: The model family's adapter (``families.py``), detected from the original pipeline.
         self.family: Family = family_of(original)
@@ -220,6 +221,11 @@ class PartialDiffusion:
             true_cfg_scale
         ):
             raise ValueError(f"true_cfg_scale must be a finite number, got {true_cfg_scale!r}")
+        if image_dtype not in (torch.uint8, torch.float32):
+            raise ValueError(f"image_dtype must be torch.uint8 (compact, the default) or torch.float32, got {image_dtype!r}")
+        #: Decoded images are kept as uint8 (1 byte per pixel channel, the values a saved PNG holds) or,
+        #: for exactness checks against diffusers, float32 as the decoder gives them.
+        self.image_dtype = image_dtype
         self.max_sequence_length = max_sequence_length
         self.true_cfg_scale = float(true_cfg_scale)
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 __all__ = [
-    "FAMILIES", "Family", "denoiser_of", "family_name_of_model", "family_name_of_state", "family_of",
+    "DECODE_PIXELS", "FAMILIES", "decode_chunk", "Family", "denoiser_of", "family_name_of_model", "family_name_of_state", "family_of",
     "family_of_name", "pipeline_class_name_family",
 ]
 
@@ -60,6 +60,15 @@ def _encode_sd(
 
     negatives = negative_prompts if negative_prompts is not None else [""] * len(prompts)
     return embed(prompts), embed(negatives) if cfg else None
+
+
+#: Pixels the VAE decodes per call (images × height × width): 4 images at 512 px, 1 at 1024 px, all at 32 px.
+DECODE_PIXELS = 4 * 512 * 512
+
+
+def decode_chunk(pixels_per_image: int, budget: int | None = None) -> int:
+    """How many images of ``pixels_per_image`` pixels one VAE call decodes (at least 1)."""
+    return max(1, (DECODE_PIXELS if budget is None else budget) // max(1, pixels_per_image))
 
 
 class Family:
@@ -99,9 +108,9 @@ class Family:
         sample = getattr(pipe, "default_sample_size", None) or self.denoiser(pipe).config.sample_size
         return int(sample) * self.vae_scale(pipe)
 
-    @staticmethod
-    def vae_scale(pipe: Any) -> int:
-        return 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    @classmethod
+    def vae_scale(cls, pipe: Any) -> int:
+        return cls.vae_scale_of(pipe.vae)
 
     def latent_shape(self, engine: Any) -> tuple[int, int, int]:
         """One image's unpacked latent shape (channels, h, w), as the pipeline draws its noise."""
@@ -179,9 +188,43 @@ class Family:
     def pack(self, latents: torch.Tensor, engine: Any) -> torch.Tensor:
         return latents
 
+    #: Whether the family's pipeline decodes an fp16 VAE in float32 when its config sets ``force_upcast``.
+    upcasts_vae = False
+
+    def vae_latents(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
+        """The scheduler's latents as the VAE's decoder takes them (the pipeline's scaling)."""
+        return latents / vae.config.scaling_factor
+
     def decode(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
-        image = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1).float().cpu()
+        """Latents as compact images: uint8 N×3×H×W on the CPU, as the pipeline's PIL output holds them
+        (float32 in [0, 1] when the engine's ``image_dtype`` is float32).
+
+        The VAE decodes ``decode_chunk`` images per call (``DECODE_PIXELS`` pixels), so its peak
+        memory does not grow with the batch; an fp16 VAE is decoded in float32 where the family's
+        pipeline upcasts it (SDXL, ``force_upcast``). The VAE's own tiling, if the user enabled it
+        (``vae.enable_tiling()``), applies as in the pipeline.
+        """
+        from ..pixels import compact_images
+
+        latents = self.vae_latents(vae, latents, engine)
+        chunk = decode_chunk(latents.shape[-2] * latents.shape[-1] * self.vae_scale_of(vae) ** 2)
+        upcast = self.upcasts_vae and vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+        if upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            dtype, compact = vae.dtype, getattr(engine, "image_dtype", torch.uint8) == torch.uint8
+            images = []
+            for i in range(0, latents.shape[0], chunk):
+                image = (vae.decode(latents[i:i + chunk].to(dtype), return_dict=False)[0] / 2 + 0.5).clamp(0, 1)
+                images.append(compact_images(image) if compact else image.float().cpu())
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
+        return torch.cat(images)
+
+    @staticmethod
+    def vae_scale_of(vae: Any) -> int:
+        return 2 ** (len(vae.config.block_out_channels) - 1)
 
     def encode_images(self, vae: Any, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] as scaled latents (the mean of the latent distribution)."""
@@ -241,17 +284,16 @@ class SDXL(Family):
         return denoiser(latents, t, encoder_hidden_states=cond["prompt_embeds"], timestep_cond=None,
                         added_cond_kwargs=added, return_dict=False)[0]
 
-    def decode(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
+    upcasts_vae = True
+
+    def vae_latents(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
         mean = getattr(vae.config, "latents_mean", None)
         std = getattr(vae.config, "latents_std", None)
         if mean is not None and std is not None:
             mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents.device, latents.dtype)
             std = torch.tensor(std).view(1, -1, 1, 1).to(latents.device, latents.dtype)
-            latents = latents * std / vae.config.scaling_factor + mean
-        else:
-            latents = latents / vae.config.scaling_factor
-        image = vae.decode(latents, return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1).float().cpu()
+            return latents * std / vae.config.scaling_factor + mean
+        return latents / vae.config.scaling_factor
 
     def encode_images(self, vae: Any, images: torch.Tensor) -> torch.Tensor:
         latents = vae.encode(images).latent_dist.mean
@@ -286,11 +328,8 @@ class _FlowMatching(Family):
     def initial(self, noise: torch.Tensor, scheduler: Any, engine: Any) -> torch.Tensor:
         return noise  # σ = 1 at the first step: the latents are the noise
 
-    def decode(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
-        latents = self.unpack(latents, engine)
-        latents = latents / vae.config.scaling_factor + vae.config.shift_factor
-        image = vae.decode(latents, return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1).float().cpu()
+    def vae_latents(self, vae: Any, latents: torch.Tensor, engine: Any) -> torch.Tensor:
+        return self.unpack(latents, engine) / vae.config.scaling_factor + vae.config.shift_factor
 
     def encode_images(self, vae: Any, images: torch.Tensor) -> torch.Tensor:
         latents = vae.encode(images).latent_dist.mean

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ..pixels import float_images
 from ..units import check_strength, check_strengths
 from .engine import NullFinish, PartialDiffusion, check_anchors, check_prompts, check_seeds
 from .sampler import Trajectory, chunks
@@ -74,7 +75,7 @@ def load_reference_images(paths: Sequence[str | Path], height: int, width: int) 
 
 
 def encode_references(engine: PartialDiffusion, references: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Reference images (N×3×H×W in [0, 1]) or latents (N×4×h×w, already scaled) as scaled latents.
+    """Reference images (N×3×H×W in [0, 1], or uint8) or latents (N×4×h×w, already scaled) as scaled latents.
 
     Images are encoded with the original's VAE: ``latent_dist.mean *
     scaling_factor`` (the mean, not a sample, so no generator is consumed).
@@ -84,24 +85,25 @@ def encode_references(engine: PartialDiffusion, references: torch.Tensor, batch_
             "reference images must be a torch.Tensor N×3×H×W in [0, 1] (or N×4×h×w latents), "
             f"got {type(references).__name__}"
         )
-    if references.ndim != 4 or not references.is_floating_point():
+    compact = references.dtype == torch.uint8 and references.ndim == 4 and references.shape[1] == 3
+    if references.ndim != 4 or not (references.is_floating_point() or compact):
         raise ValueError(
-            "reference images must be a float tensor N×3×H×W in [0, 1] (or N×4×h×w latents), "
+            "reference images must be a float tensor N×3×H×W in [0, 1] (or uint8 N×3×H×W, or N×4×h×w latents), "
             f"got shape {tuple(references.shape)} and dtype {references.dtype}"
         )
     channels, h, w = engine.sampler.latent_shape
     if references.shape[0] == 0:
         raise ValueError("reference images: got 0 images; give at least one")
-    if not bool(torch.isfinite(references).all()):
+    if not compact and not bool(torch.isfinite(references).all()):
         raise ValueError("reference images contain NaN or inf values")
-    if references.shape[1] == channels and tuple(references.shape[2:]) == (h, w):
+    if not compact and references.shape[1] == channels and tuple(references.shape[2:]) == (h, w):
         return references.to(engine.device, engine.dtype)
     if references.shape[1] != 3 or tuple(references.shape[2:]) != (engine.height, engine.width):
         raise ValueError(
             f"reference images must be N×3×{engine.height}×{engine.width} images in [0, 1] or "
             f"N×{channels}×{h}×{w} latents for this model, got shape {tuple(references.shape)}"
         )
-    low, high = float(references.min()), float(references.max())
+    low, high = (0.0, 1.0) if compact else (float(references.min()), float(references.max()))
     if low < -1e-3 or high > 1 + 1e-3:
         raise ValueError(f"reference images must have values in [0, 1], got min {low:.4g} and max {high:.4g}")
     vae = engine.original.vae
@@ -109,7 +111,7 @@ def encode_references(engine: PartialDiffusion, references: torch.Tensor, batch_
     latents = []
     with torch.inference_mode():
         for start in range(0, references.shape[0], size):
-            chunk = references[start:start + size].clamp(0, 1).to(engine.device, vae.dtype) * 2 - 1
+            chunk = float_images(references[start:start + size]).clamp(0, 1).to(engine.device, vae.dtype) * 2 - 1
             latents.append(engine.family.encode_images(vae, chunk))
     return torch.cat(latents).to(engine.dtype)
 

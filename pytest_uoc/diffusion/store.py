@@ -72,7 +72,7 @@ class SweepStore:
         """The state key extended by the unlearned model's fingerprints (its finished images)."""
         if self._image_key is None:
             unlearned = self.engine.unlearned
-            parts = [self.state_key(), "finished-images"]
+            parts = [self.state_key(), "finished-images", str(self.engine.image_dtype)]
             parts += [self._cache.fingerprint(m) for m in (unlearned.unet, unlearned.text_encoder)]
             self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         return self._image_key
@@ -83,7 +83,7 @@ class SweepStore:
         It depends on the original, prompts, anchors and seeds only, never on the unlearned
         model, so a second checkpoint reuses the null finishes of the first.
         """
-        parts = [self.state_key(), "null-finish", negative, *anchors]
+        parts = [self.state_key(), "null-finish", str(self.engine.image_dtype), negative, *anchors]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     # -- finished images --------------------------------------------------------------

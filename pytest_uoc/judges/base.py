@@ -65,9 +65,12 @@ def judge_record(judge: Any) -> JudgeRecord:
 
 
 def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:
-    """N×H×W×3 uint8 RGB arrays of N×3×H×W images in [0, 1], rounded as diffusers saves a PNG."""
+    """N×H×W×3 uint8 RGB arrays of N×3×H×W images (float in [0, 1], rounded as diffusers saves a PNG, or uint8)."""
     import numpy as np
+    import torch
 
+    if images.dtype == torch.uint8:
+        return images.detach().permute(0, 2, 3, 1).cpu().numpy()
     array = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     return (array * 255).round().astype(np.uint8)
 
@@ -84,6 +87,10 @@ def judge_name(judge: Any) -> str:
     return getattr(judge, "__name__", None) or type(judge).__name__
 
 
+#: Compact images converted to float and judged at a time.
+JUDGE_CHUNK = 64
+
+
 def judge_labels(judge: Judge, images: torch.Tensor) -> np.ndarray:
     """Run ``judge`` on ``images`` and return its labels as a 1-D numpy array of length N.
 
@@ -95,6 +102,13 @@ def judge_labels(judge: Judge, images: torch.Tensor) -> np.ndarray:
 
     if not callable(judge):
         raise TypeError(f"a judge must be callable as judge(images) -> labels, got {type(judge).__name__}")
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        # Compact images: a judge is given float images in [0, 1], a chunk at a time (bounded memory).
+        from ..pixels import float_images
+
+        chunks = [judge_labels(judge, float_images(images[i:i + JUDGE_CHUNK]))
+                  for i in range(0, int(images.shape[0]), JUDGE_CHUNK)]
+        return np.concatenate(chunks) if chunks else judge_labels(judge, float_images(images))
     n = int(images.shape[0])
     raw = judge(images)
     if isinstance(raw, torch.Tensor):

@@ -180,7 +180,9 @@ class ClipJudge:
         """Images resized (bicubic, antialiased; shortest side, then a centre crop) and normalised."""
         import torch.nn.functional as F
 
-        x = images.to(self.device, dtype=self.model.logit_scale.dtype)
+        from ..pixels import float_images
+
+        x = float_images(images).to(self.device, dtype=self.model.logit_scale.dtype)
         height, width = x.shape[-2:]
         if (height, width) != (self.image_size, self.image_size):
             scale = self.image_size / min(height, width)

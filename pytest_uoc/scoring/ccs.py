@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..units import PAPER_PSI_GRID, check_psi, find_psi
-from .images import check_images
+from .images import check_images, float_batches
 from .stats import Estimate, bootstrap_mean
 
 __all__ = [
@@ -85,7 +85,9 @@ def domain_probabilities(classifier: ProbabilityModel, images: torch.Tensor, *, 
     One place that validates what a classifier returns: one value per image, finite, in [0, 1].
     """
     checked = check_images(images, name=name)
-    probs = torch.as_tensor(classifier.probabilities(checked)).detach().cpu()
+    probs = torch.cat([torch.as_tensor(classifier.probabilities(batch)).detach().cpu().reshape(-1)
+                       for batch in float_batches(checked)]) if len(checked) else \
+        torch.as_tensor(classifier.probabilities(checked)).detach().cpu()
     array = _as_array(probs)
     if array.shape[0] != checked.shape[0]:
         raise ValueError(

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..units import BACKBONES
-from .images import check_images, check_paired
+from ..units import BACKBONES, CLASSIFIER_RECIPES
+from .images import check_images, check_paired, float_images
 
 __all__ = [
     "BACKBONES",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Training recipes: "small" (default, fast on CPU) and "paper" (the paper's settings).
-RECIPES = ("small", "paper")
+RECIPES = CLASSIFIER_RECIPES
 #: Minimum images per class (λO and λU each).
 MIN_PER_CLASS = 8
 #: Minimum number of seed groups in the held-out split.
@@ -166,8 +166,21 @@ def _penultimate(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(batch), pre_logits=True)
 
 
+#: Images converted to float and resized at a time: compact (uint8) 512 px sets never exist whole in float32.
+_PREPROCESS_CHUNK = 64
+
+
 def _preprocess(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Images (float in [0, 1] or uint8) resized to ``size`` and normalised, chunk by chunk."""
     images = images.cpu()
+    if len(images) <= _PREPROCESS_CHUNK:
+        return _preprocess_chunk(images, size, mean, std)
+    return torch.cat([_preprocess_chunk(images[i:i + _PREPROCESS_CHUNK], size, mean, std)
+                      for i in range(0, len(images), _PREPROCESS_CHUNK)])
+
+
+def _preprocess_chunk(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    images = float_images(images)
     if images.shape[-2:] != (size, size):
         down = images.shape[-1] > size or images.shape[-2] > size
         images = F.interpolate(
@@ -317,8 +330,9 @@ def _cache_key(
     digest = hashlib.sha256()
     digest.update(f"uoc-domain-classifier-v{_CACHE_FORMAT}".encode())
     for images in (original, unlearned):
-        array = images.detach().cpu().float().contiguous().numpy()
-        digest.update(repr(array.shape).encode())
+        # Compact (uint8) images are hashed as they are: no float32 copy of a whole set.
+        array = images.detach().cpu().contiguous().numpy()
+        digest.update(repr((array.shape, str(array.dtype))).encode())
         digest.update(array.tobytes())
     digest.update(json.dumps([repr(g) for g in groups]).encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .ccs import _check_psi, find_psi
-from .images import check_images
+from .images import check_images, float_batches
 
 __all__ = ["CRSResult", "FeatureModel", "crs_paper", "crs_similarity"]
 
@@ -94,7 +94,9 @@ class CRSResult:
 
 def _features(classifier: FeatureModel, images: torch.Tensor, name: str) -> torch.Tensor:
     checked = check_images(images, name=name)
-    features = torch.as_tensor(classifier.features(checked)).detach().cpu()
+    features = torch.cat([torch.as_tensor(classifier.features(batch)).detach().cpu()
+                          for batch in float_batches(checked)]) if len(checked) else \
+        torch.as_tensor(classifier.features(checked)).detach().cpu()
     if features.ndim != 2 or features.shape[0] != checked.shape[0]:
         raise ValueError(
             f"the classifier returned features of shape {tuple(features.shape)} for {checked.shape[0]} images"

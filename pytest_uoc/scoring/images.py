@@ -1,16 +1,22 @@
-"""Validation of image tensors before they are scored.
+"""Validation of image tensors before they are scored, and their compact form.
 
-Every scoring function takes images as float tensors N×C×H×W in [0, 1]. A bad
-tensor (wrong rank, wrong channel count, [-1, 1] range, NaN from a diverged
-unlearned model) must fail loudly with what was expected, never be scored.
+Every scoring function takes images as tensors N×C×H×W: float in [0, 1], or
+uint8 in [0, 255] (the compact form the engine keeps decoded images in, 1 byte
+per pixel channel, the same values ``PIL`` would save). A bad tensor (wrong
+rank, wrong channel count, [-1, 1] range, NaN from a diverged unlearned model)
+must fail loudly with what was expected, never be scored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-__all__ = ["RANGE_TOLERANCE", "check_images", "check_paired"]
+from ..pixels import compact_images, float_images
+
+__all__ = ["RANGE_TOLERANCE", "check_images", "check_paired", "compact_images", "float_batches", "float_images"]
 
 #: How far outside [0, 1] a value may lie (rounding in decoders) before it is an error.
 RANGE_TOLERANCE = 1e-3
@@ -26,11 +32,14 @@ def _version(images: torch.Tensor) -> int:
 
 
 def check_images(images: torch.Tensor, *, name: str = "images", min_count: int = 1) -> torch.Tensor:
-    """Validate ``images`` and return them as float32 N×3×H×W in [0, 1].
+    """Validate ``images`` and return them as float32 N×3×H×W in [0, 1], or uint8 N×3×H×W as they are.
 
     Accepts a floating tensor of rank 4 with 1 or 3 channels (1 is repeated to
     3); values may exceed [0, 1] by at most ``RANGE_TOLERANCE`` and are then
-    clamped. Raises TypeError for a non-tensor or a non-float dtype and
+    clamped. A uint8 tensor (compact images) is checked for its shape only and
+    stays uint8: scorers convert it batch by batch (``float_images``), so a
+    whole set is never held in float32. Raises TypeError for a non-tensor or a
+    dtype that is neither floating nor uint8 and
     ValueError for the wrong rank, channel count, count, range or non-finite
     values, naming ``name`` and the offending value.
 
@@ -46,10 +55,11 @@ def check_images(images: torch.Tensor, *, name: str = "images", min_count: int =
             f"{name} must be a torch.Tensor of shape N×C×H×W with values in [0, 1], "
             f"got {type(images).__name__}"
         )
-    if not images.is_floating_point():
+    compact = images.dtype == torch.uint8
+    if not images.is_floating_point() and not compact:
         raise TypeError(
-            f"{name} must be a floating-point tensor with values in [0, 1], got dtype {images.dtype}"
-            " (convert uint8 images with images.float() / 255)"
+            f"{name} must be a floating-point tensor with values in [0, 1] or a uint8 tensor in [0, 255], "
+            f"got dtype {images.dtype}"
         )
     if images.ndim != 4:
         raise ValueError(
@@ -66,6 +76,10 @@ def check_images(images: torch.Tensor, *, name: str = "images", min_count: int =
         raise ValueError(f"{name} has an empty spatial size {h}×{w}")
     if n < min_count:
         raise ValueError(f"{name} must contain at least {min_count} image(s), got {n}")
+    if compact:
+        images = (images.expand(-1, 3, -1, -1) if c == 1 else images).contiguous()
+        _CHECKED[images] = _version(images)
+        return images
     if images.requires_grad:
         images = images.detach()
     finite = torch.isfinite(images)
@@ -108,3 +122,21 @@ def check_paired(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a"
             f"{names[0]} and {names[1]} must be paired (same prompts and seeds, same order), "
             f"but {names[0]} has {na} items and {names[1]} has {nb}"
         )
+
+
+
+#: Compact images converted to float32 at a time when handed to a scorer.
+FLOAT_BATCH = 64
+
+
+def float_batches(images: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Checked images as float32 batches in [0, 1]: compact (uint8) sets ``FLOAT_BATCH`` at a time, float sets whole.
+
+    A classifier, judge or feature model is always handed float images in [0, 1], as its protocol
+    says, while a compact 512 px set is never converted whole.
+    """
+    if images.dtype != torch.uint8:
+        yield images
+        return
+    for start in range(0, len(images), FLOAT_BATCH):
+        yield float_images(images[start:start + FLOAT_BATCH])

@@ -20,8 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from .crs import FeatureModel
-from .images import check_images, check_paired
+from .images import check_images, check_paired, float_images
 from .stats import Estimate, bootstrap_mean
+
+#: Paired images compared at a time.
+_CHUNK = 64
 
 __all__ = ["DISTANCES", "RetentionResult", "retention", "ssim"]
 
@@ -73,16 +76,21 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    a = check_images(a, name="a").double()
-    b = check_images(b, name="b").double()
+    a = check_images(a, name="a")
+    b = check_images(b, name="b")
     if a.shape != b.shape:
         raise ValueError(f"paired images must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     h, w = a.shape[-2:]
     if min(h, w) < 7:
         raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {h}×{w}")
-    values = structural_similarity_index_measure(a, b, gaussian_kernel=True, sigma=1.5, kernel_size=11,
-                                                 data_range=1.0, k1=0.01, k2=0.03, reduction="none")
-    return values.double().reshape(-1)
+    values = [  # a chunk at a time in float64: compact 512 px sets are never whole in float64
+        structural_similarity_index_measure(float_images(a[i:i + _CHUNK]).double(),
+                                            float_images(b[i:i + _CHUNK]).double(), gaussian_kernel=True,
+                                            sigma=1.5, kernel_size=11, data_range=1.0, k1=0.01, k2=0.03,
+                                            reduction="none").double().reshape(-1)
+        for i in range(0, a.shape[0], _CHUNK)
+    ]
+    return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
 
 
 def _feature_distance(classifier: FeatureModel, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -128,7 +136,7 @@ def _lpips_model(lpips_path: Path) -> Any:
 def _lpips_distance(model: Any, a: torch.Tensor, b: torch.Tensor, batch: int = 64) -> np.ndarray:
     out = []
     for start in range(0, a.shape[0], batch):
-        d = model(a[start:start + batch], b[start:start + batch], normalize=True)
+        d = model(float_images(a[start:start + batch]), float_images(b[start:start + batch]), normalize=True)
         out.append(d.reshape(-1).double())
     return torch.cat(out).numpy()
 

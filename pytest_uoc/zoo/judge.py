@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pixels import float_images
+
 __all__ = ["DigitJudge", "load_judge"]
 
 
@@ -35,11 +37,11 @@ class DigitJudge(nn.Module):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted (digit, colour index) for images N×3×32×32 in [0, 1]."""
+        """Predicted (digit, colour index) for images N×3×32×32 in [0, 1] (or uint8)."""
         self.eval()
         digits, colors = [], []
         for start in range(0, images.shape[0], batch):
-            chunk = images[start:start + batch].float()
+            chunk = float_images(images[start:start + batch])  # float in [0, 1], or compact uint8
             if chunk.shape[-1] != 32:
                 chunk = F.interpolate(chunk, size=(32, 32), mode="bilinear", align_corners=False)
             d, c = self(chunk)
