@@ -148,6 +148,7 @@ def one_run(family: str, checkpoint: int, cache: Path, steps: int, seeds: int, d
         "bytes_per_pixel_channel": round(cost["kept_image_bytes"] / channels, 3) if channels else None,
         "image_side": engine.height,
         "peak_host_bytes_before_gate": before, "peak_host_bytes": peak_host_bytes(), "peak_gpu_bytes": peak_gpu_bytes(),
+        "seconds_by_phase": cost["seconds"],
         "cache_bytes": sum(f.stat().st_size for f in (cache / "trajectories").rglob("*") if f.is_file()),
     }
 
@@ -162,7 +163,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="denoising steps (few are fine: memory per image and "
                         "the evaluation counts' ratios do not depend on them)")
     parser.add_argument("--seeds", type=int, default=32, help="seeds per prompt (half train the classifier)")
-    parser.add_argument("--sdxl-seeds", type=int, default=8, help="seeds per prompt for the SDXL shape (CPU time)")
+    parser.add_argument("--sdxl-seeds", type=int, default=16, help="seeds per prompt for the SDXL shape (CPU time)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", nargs=3, metavar=("FAMILY", "CHECKPOINT", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,6 +199,7 @@ def main() -> int:
             print(f"kept image bytes per image: {cold['kept_image_bytes'] / max(1, cold['kept_images']) / 2**20:.2f} MiB; "
                   f"cache bytes after the cold gate: {_gib(cold['cache_bytes'])}; after both checkpoints: "
                   f"{_gib(second['cache_bytes'])}")
+            print("seconds by phase (cold): " + ", ".join(f"{k} {v:.0f}" for k, v in cold["seconds_by_phase"].items()))
             print(f"second checkpoint: {second['original_unet_evals']} original evaluations "
                   f"(cold {cold['original_unet_evals']}); re-run: {rerun['unet_evals']} evaluations in total")
     return 0

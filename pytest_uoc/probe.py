@@ -45,6 +45,8 @@ if TYPE_CHECKING:
         RetentionResult,
         Verdict,
     )
+    from .attacks.inversion import InversionSettings
+    from .attacks.inversion_probe import InversionResult
     from .scoring.backbone_weights import BackboneWeights
 
 #: Image side (px) from which a domain classifier without ImageNet weights is warned about.
@@ -143,6 +145,7 @@ class Probe:
                               self.cost, reference_engine=reference_engine)
         self._warned_idle = False
         self._backbone_weights: BackboneWeights | None = None
+        self._inversions: dict[InversionSettings, InversionResult] = {}
 
     @property
     def budget_seeds(self) -> list[int]:
@@ -194,7 +197,7 @@ class Probe:
     # -- images -----------------------------------------------------------------------
 
     def images(self, psis: Iterable[float]) -> dict[float, torch.Tensor]:
-        """λP(ψ) images of the scoring seeds (prompt-major, seed-minor)."""
+        """λP(ψ) images of the scoring seeds (prompt-major, seed-minor), uint8 N×3×H×W (``pixels.float_images``)."""
         return self.bank.sweep(psis)
 
     @property
@@ -763,6 +766,19 @@ class Probe:
                 "sweeps": cost.sweeps, "unlearned_share": round(share, 4),
                 "unlearned_seconds": round(generation * share, 3), "seconds": round(total, 3),
                 "seconds_by_phase": {k: round(v, 3) for k, v in cost.seconds.items()}}
+
+    def inversion(self, settings: InversionSettings | None = None) -> InversionResult:
+        """Concept inversion (``attacks.inversion``) against the unlearned model, the original and the gold standard.
+
+        Computed once per settings for this probe; see ``attacks.inversion_probe.run_inversion``.
+        """
+        from .attacks.inversion import InversionSettings
+        from .attacks.inversion_probe import run_inversion
+
+        settings = settings or InversionSettings(seed=self.settings.seed)
+        if settings not in self._inversions:
+            self._inversions[settings] = run_inversion(self, settings)
+        return self._inversions[settings]
 
     def summary(self) -> dict[str, Any]:
         """Everything computed so far, for reports."""

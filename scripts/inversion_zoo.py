@@ -1,0 +1,81 @@
+"""Concept inversion on the embedded zoo: the share of drawings that show the concept after the attack.
+
+    python scripts/inversion_zoo.py --models digits-gold-three digits-esd-three --concept three --seeds 0-31
+
+For each unlearned model: the attack against it, the original and (``--reference``, default the concept's
+gold standard) the gold standard, each with its own learned token, scored by the zoo's judge on the scoring
+seeds (the second half of ``--seeds``). Prints one table row per model and writes ``--out`` (JSON).
+The gate that decides from these shares needs a measured null (docs/attacks.md); this measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    low, high = (int(v) for v in text.split("-"))
+    return tuple(range(low, high + 1))
+
+
+def main() -> int:
+    import torch
+
+    from pytest_uoc import zoo
+    from pytest_uoc.attacks.inversion import InversionSettings
+    from pytest_uoc.concept import Concept
+    from pytest_uoc.diffusion import PartialDiffusion
+    from pytest_uoc.judges import zoo_digit_judge
+    from pytest_uoc.probe import Probe, ProbeSettings
+    from pytest_uoc.zoo import world
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--concept", default="three")
+    parser.add_argument("--reference", default=None, help="gold standard (default digits-gold-CONCEPT; 'none': none)")
+    parser.add_argument("--seeds", type=_seeds, default=_seeds("0-31"))
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--attack-steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    reference_name = args.reference or f"digits-gold-{args.concept}"
+    original = zoo.load("digits")
+    reference = None if reference_name == "none" else zoo.load(reference_name, original=original)
+    prompts = tuple(world.concept_prompts(args.concept))
+    settings = InversionSettings(steps=args.attack_steps, lr=args.lr)
+    rows = []
+    print(f"concept {args.concept}, seeds {args.seeds[0]}-{args.seeds[-1]}, {args.steps} steps, attack "
+          f"{settings.steps} steps lr {settings.lr}; share of drawings the zoo judge finds the concept in")
+    print(f"{'model':<24} {'unlearned':>22} {'original':>22} {'reference':>22} {'s':>6}")
+    for name in args.models:
+        start = time.perf_counter()
+        unlearned = zoo.load(name, original=original)
+
+        def engine(other):
+            return PartialDiffusion(original, other, num_inference_steps=args.steps, batch_size=64)
+
+        probe = Probe(Concept(args.concept, prompts), engine(unlearned), ProbeSettings(seeds=args.seeds),
+                      judge=zoo_digit_judge(args.concept),
+                      reference_engine=engine(reference) if reference is not None else None)
+        result = probe.inversion(settings)
+        row = {"model": name, **result.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
+        rows.append(row)
+        cells = [str(result.share(m)) if m in result.values else "-" for m in ("unlearned", "original", "reference")]
+        print(f"{name:<24} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {row['seconds']:>6}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

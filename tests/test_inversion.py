@@ -1,0 +1,128 @@
+"""Concept inversion: the placeholder, the embedding override, learning a token, and the run on a probe."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pytest_uoc.attacks.inversion import (
+    InversionSettings,
+    embedding_override,
+    learn_token,
+    placeholder_token,
+    token_prompts,
+)
+from pytest_uoc.concept import Concept
+from pytest_uoc.diffusion import PartialDiffusion
+from pytest_uoc.pixels import float_images
+from pytest_uoc.probe import Probe, ProbeSettings
+
+PROMPTS = ("a red handwritten three", "a green handwritten three")
+
+
+def bright_judge(images: torch.Tensor) -> torch.Tensor:
+    return float_images(images).mean(dim=(1, 2, 3)) > 0.5
+
+
+def test_the_placeholder_is_one_unused_token_and_the_prompts_carry_it(tiny_pipe):
+    token, token_id = placeholder_token(tiny_pipe.tokenizer, PROMPTS)
+    ids = tiny_pipe.tokenizer(token, add_special_tokens=False).input_ids
+    assert ids == [token_id]
+    for prompt in PROMPTS:
+        assert token_id not in tiny_pipe.tokenizer(prompt, add_special_tokens=False).input_ids
+    assert token_prompts(["a red handwritten", ""], token) == [f"a red handwritten {token}", token]
+
+
+def test_the_override_replaces_only_the_token_and_leaves_nothing_behind(tiny_pipe):
+    encoder, tokenizer = tiny_pipe.text_encoder, tiny_pipe.tokenizer
+    token, token_id = placeholder_token(tokenizer, PROMPTS)
+
+    def encode(text: str) -> torch.Tensor:
+        ids = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        with torch.no_grad():
+            return encoder(ids.input_ids)[0]
+
+    before, plain = encode(f"a red {token}"), encode("a red handwritten three")
+    vector = torch.full((encoder.get_input_embeddings().weight.shape[1],), 0.5)
+    with embedding_override(encoder, token_id, vector):
+        during, plain_during = encode(f"a red {token}"), encode("a red handwritten three")
+    assert not torch.allclose(before, during)
+    assert torch.equal(plain, plain_during)  # prompts without the token are untouched
+    assert torch.equal(encode(f"a red {token}"), before)  # the hook is gone
+
+
+def test_learning_a_token_lowers_the_loss_is_deterministic_and_freezes_the_models(tiny_pipe):
+    token, token_id = placeholder_token(tiny_pipe.tokenizer, PROMPTS)
+    latents = torch.randn(6, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    prompts = [f"a red {token}"] * 6
+    weights = copy.deepcopy(tiny_pipe.unet.state_dict())
+    flags = [p.requires_grad for p in tiny_pipe.unet.parameters()]
+    settings = InversionSettings(steps=30, lr=5e-2, batch_size=4)
+    first = learn_token(tiny_pipe, latents, prompts, token, token_id, settings)
+    again = learn_token(tiny_pipe, latents, prompts, token, token_id, settings)
+    assert torch.equal(first.vector, again.vector) and first.losses == again.losses
+    assert first.unet_evals == 30 * 4
+    # On a fixed set of noised latents the learned token fits better than the placeholder's own embedding.
+    assert _fixed_loss(tiny_pipe, latents, prompts, token_id, first.vector) < _fixed_loss(
+        tiny_pipe, latents, prompts, token_id, tiny_pipe.text_encoder.get_input_embeddings().weight[token_id].detach())
+    assert all(torch.equal(weights[k], v) for k, v in tiny_pipe.unet.state_dict().items())
+    assert [p.requires_grad for p in tiny_pipe.unet.parameters()] == flags  # handed back as they were
+    with pytest.raises(ValueError, match="one prompt per latent"):
+        learn_token(tiny_pipe, latents, prompts[:2], token, token_id, settings)
+
+
+def _fixed_loss(pipe, latents, prompts, token_id, vector) -> float:
+    from pytest_uoc.attacks.inversion import _target
+
+    gen = torch.Generator().manual_seed(7)
+    t = torch.randint(0, 1000, (len(latents),), generator=gen)
+    noise = torch.randn(latents.shape, generator=gen)
+    x_t, target = _target(pipe.scheduler, latents, noise, t)
+    ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         return_tensors="pt").input_ids
+    with torch.no_grad(), embedding_override(pipe.text_encoder, token_id, vector):
+        out = pipe.unet(x_t, t, encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+    return float(torch.nn.functional.mse_loss(out, target))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"steps": 0}, "inversion steps must be an integer >= 1, got 0"),
+    ({"batch_size": 1.5}, "inversion batch_size must be an integer >= 1"),
+    ({"lr": 0}, r"inversion lr must be a number in \(0, 10\), got 0"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        InversionSettings(**kwargs)
+
+
+def test_other_families_are_refused_by_name():
+    from family_builders import build_sdxl
+
+    from pytest_uoc.attacks.inversion import check_family
+
+    with pytest.raises(ValueError, match="supports SD 1.x/2.x pipelines .*SDXL is not supported yet"):
+        check_family(build_sdxl())
+
+
+def test_inversion_on_a_probe_attacks_unlearned_original_and_reference(tiny_pipe, tiny_unet):
+    def engine(unet):
+        return PartialDiffusion(tiny_pipe, unet, num_inference_steps=4)
+
+    probe = Probe(Concept("three", PROMPTS), engine(tiny_unet), ProbeSettings(seeds=tuple(range(16)), n_boot=50),
+                  judge=bright_judge, reference_engine=engine(copy.deepcopy(tiny_unet)))
+    settings = InversionSettings(steps=8, batch_size=4)
+    result = probe.inversion(settings)
+    assert probe.inversion(settings) is result  # once per settings
+    assert set(result.tokens) == {"unlearned", "original", "reference"}
+    assert result.prompts == [f"{anchor} {result.token}" for anchor in probe.anchors]
+    for name in result.tokens:
+        assert result.images[name].shape == (len(PROMPTS) * 8, 3, 16, 16) and result.images[name].dtype == torch.uint8
+        assert result.values[name].shape == (len(PROMPTS) * 8,)
+        assert 0.0 <= result.share(name).mean <= 1.0
+    # The reference is a copy of the unlearned UNet: the same attack on the same seeds gives the same drawings.
+    assert torch.equal(result.images["reference"], result.images["unlearned"])
+    assert probe.cost.seconds["inversion"] > 0
+    report = result.to_dict()
+    assert report["attack"] == "inversion" and set(report["models"]) == {"unlearned", "original", "reference"}
