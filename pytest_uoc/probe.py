@@ -30,6 +30,8 @@ from .scoring.sequential import DEFAULT_ROUND_SEEDS
 from .units import DEFAULT_PSIS, IMAGES_DIFFER_TOLERANCE, check_psi, check_strength
 
 if TYPE_CHECKING:
+    from .attacks.inversion import InversionSettings
+    from .attacks.inversion_probe import InversionResult
     from .judges import Judge
     from .scoring import (
         CalibratedCurve,
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
         RetentionResult,
         Verdict,
     )
-    from .attacks.inversion import InversionSettings
-    from .attacks.inversion_probe import InversionResult
     from .scoring.backbone_weights import BackboneWeights
 
 #: Image side (px) from which a domain classifier without ImageNet weights is warned about.

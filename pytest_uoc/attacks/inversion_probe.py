@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .inversion import InversionSettings, LearnedToken, embedding_override, learn_token, placeholder_token, token_prompts
+from .inversion import (
+    InversionSettings,
+    LearnedToken,
+    embedding_override,
+    learn_token,
+    placeholder_token,
+    token_prompts,
+)
 
 __all__ = ["InversionResult", "run_inversion"]
 
