@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["compact_images", "float_images"]
+__all__ = ["check_finite", "compact_images", "float_images"]
 
 
 def float_images(images: torch.Tensor) -> torch.Tensor:
@@ -27,15 +27,20 @@ def compact_images(images: torch.Tensor, *, name: str = "decoded images") -> tor
     values (a diverged model) are a ValueError here, since uint8 cannot hold
     them and they must never be scored as black pixels.
     """
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        n = int(images.shape[0])
-        n_nan, n_inf = int(torch.isnan(images).sum()), int(torch.isinf(images).sum())
-        bad = int((~finite.flatten(1).all(dim=1)).sum())
-        kind = "NaN" if n_nan else "inf"
-        raise ValueError(
-            f"{name} contain {kind}: the model produced non-finite output "
-            f"({n_nan} NaN and {n_inf} inf values in {bad} of {n} images: a diverged checkpoint, or an fp16 VAE "
-            "that overflows); such images cannot be scored"
-        )
+    check_finite(images, name=name, cause=": a diverged checkpoint, or an fp16 VAE that overflows")
     return (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu()
+
+
+def check_finite(images: torch.Tensor, *, name: str = "images", cause: str = "") -> None:
+    """Raise ValueError naming ``name``, the kind and count of non-finite values and the images holding them."""
+    finite = torch.isfinite(images)
+    if bool(finite.all()):
+        return
+    n = int(images.shape[0])
+    n_nan, n_inf = int(torch.isnan(images).sum()), int(torch.isinf(images).sum())
+    bad = int((~finite.flatten(1).all(dim=1)).sum())
+    kind = "NaN" if n_nan else "inf"
+    raise ValueError(
+        f"{name} contain {kind}: the model produced non-finite output "
+        f"({n_nan} NaN and {n_inf} inf values in {bad} of {n} images{cause}); such images cannot be scored"
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..pixels import compact_images, float_images
+from ..pixels import check_finite, compact_images, float_images
 
 __all__ = ["RANGE_TOLERANCE", "check_images", "check_paired", "compact_images", "float_batches", "float_images"]
 
@@ -82,17 +82,7 @@ def check_images(images: torch.Tensor, *, name: str = "images", min_count: int =
         return images
     if images.requires_grad:
         images = images.detach()
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        n_nan = int(torch.isnan(images).sum())
-        n_inf = int(torch.isinf(images).sum())
-        bad = int((~finite.flatten(1).all(dim=1)).sum())
-        kind = "NaN" if n_nan else "inf"
-        raise ValueError(
-            f"{name} contain {kind}: the model produced non-finite output "
-            f"({n_nan} NaN and {n_inf} inf values in {bad} of {n} images); "
-            "such images cannot be scored"
-        )
+    check_finite(images, name=name)
     images = images.float()
     if n:
         low, high = float(images.min()), float(images.max())
