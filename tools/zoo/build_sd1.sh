@@ -1,0 +1,17 @@
+#!/bin/bash
+# Rebuild the whole zoo SD 1.x-faithful (issue 21) into runs/sd1-install, two processes at a time on 2 cores:
+# original (+VAE, judge), then both gold standards in parallel, then the methods per concept in parallel.
+# Measure it without switching the shipped zoo: UOC_ZOO_DIR=runs/sd1-install uoc audit ... (docs/zoo.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python}
+A="--work runs/sd1 --out runs/sd1-install --steps 1600 --threads 1 --prediction-type epsilon --unet-style sd1
+   --scheduler pndm --loss-weight snr+1 --train-text-encoder"
+$PY -m tools.zoo.train $A --stages vae,original,judge
+$PY -m tools.zoo.train $A --stages gold --concepts three > runs/gold-three.log 2>&1 &
+$PY -m tools.zoo.train $A --stages gold --concepts red > runs/gold-red.log 2>&1
+wait
+$PY -m tools.zoo.train $A --stages methods --concepts three > runs/m-three.log 2>&1 &
+$PY -m tools.zoo.train $A --stages methods --concepts red > runs/m-red.log 2>&1
+wait
+$PY -m tools.zoo.train $A --stages install
