@@ -8,9 +8,14 @@ judge or a classifier could see is lost. Scorers convert a chunk at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["check_finite", "compact_images", "float_images"]
+__all__ = ["FLOAT_BATCH", "check_finite", "compact_images", "float_batches", "float_images"]
+
+#: Compact images converted to float32 at a time (scorers, judges, SSIM, pixel differences).
+FLOAT_BATCH = 64
 
 
 def float_images(images: torch.Tensor) -> torch.Tensor:
@@ -44,3 +49,16 @@ def check_finite(images: torch.Tensor, *, name: str = "images", cause: str = "")
         f"{name} contain {kind}: the model produced non-finite output "
         f"({n_nan} NaN and {n_inf} inf values in {bad} of {n} images{cause}); such images cannot be scored"
     )
+
+
+def float_batches(images: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Images as float32 batches in [0, 1]: compact (uint8) sets ``FLOAT_BATCH`` at a time, float sets whole.
+
+    A classifier, judge or feature model is always handed float images in [0, 1], as its protocol
+    says, while a compact 512 px set is never converted whole. An empty set is one empty batch.
+    """
+    if images.dtype != torch.uint8 or len(images) == 0:
+        yield float_images(images)
+        return
+    for start in range(0, len(images), FLOAT_BATCH):
+        yield float_images(images[start:start + FLOAT_BATCH])

@@ -529,13 +529,13 @@ class Probe:
 
     def mean_image_difference(self) -> torch.Tensor:
         """Mean absolute pixel difference (in [0, 1] units) between λO and λU of the scored seeds (a 0-d tensor)."""
-        from .pixels import float_images
+        from .pixels import FLOAT_BATCH, float_images
 
         original, unlearned = self.original_images, self.unlearned_images
         if len(original) == 0:
             return torch.tensor(float("nan"))
-        total = sum(float((float_images(original[i:i + 64]) - float_images(unlearned[i:i + 64])).abs().sum())
-                    for i in range(0, len(original), 64))
+        total = sum(float((float_images(original[i:i + FLOAT_BATCH]) - float_images(unlearned[i:i + FLOAT_BATCH]))
+                          .abs().sum()) for i in range(0, len(original), FLOAT_BATCH))
         return torch.tensor(total / original.numel())
 
     def _images_differ(self, tolerance: float = IMAGES_DIFFER_TOLERANCE) -> bool:

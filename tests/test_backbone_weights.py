@@ -19,8 +19,9 @@ from pytest_uoc.scoring.backbone_weights import find_backbone_weights, random_in
 def _timm_state(seed: int = 0) -> dict[str, torch.Tensor]:
     import timm
 
-    torch.manual_seed(seed)
-    return timm.create_model("resnet18", pretrained=False).state_dict()  # with its 1000-class head, as timm ships it
+    with torch.random.fork_rng():  # the global RNG of later tests in this worker stays as it was
+        torch.manual_seed(seed)
+        return timm.create_model("resnet18", pretrained=False).state_dict()  # with its 1000-class head, as timm ships it
 
 
 @pytest.fixture

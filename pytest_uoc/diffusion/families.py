@@ -66,9 +66,9 @@ def _encode_sd(
 DECODE_PIXELS = 4 * 512 * 512
 
 
-def decode_chunk(pixels_per_image: int, budget: int | None = None) -> int:
+def decode_chunk(pixels_per_image: int) -> int:
     """How many images of ``pixels_per_image`` pixels one VAE call decodes (at least 1)."""
-    return max(1, (DECODE_PIXELS if budget is None else budget) // max(1, pixels_per_image))
+    return max(1, DECODE_PIXELS // max(1, pixels_per_image))
 
 
 class Family:
@@ -212,7 +212,7 @@ class Family:
         if upcast:
             vae.to(dtype=torch.float32)
         try:
-            dtype, compact = vae.dtype, getattr(engine, "image_dtype", torch.uint8) == torch.uint8
+            dtype, compact = vae.dtype, engine.image_dtype == torch.uint8
             images = []
             for i in range(0, latents.shape[0], chunk):
                 image = (vae.decode(latents[i:i + chunk].to(dtype), return_dict=False)[0] / 2 + 0.5).clamp(0, 1)

@@ -87,10 +87,6 @@ def judge_name(judge: Any) -> str:
     return getattr(judge, "__name__", None) or type(judge).__name__
 
 
-#: Compact images converted to float and judged at a time.
-JUDGE_CHUNK = 64
-
-
 def judge_labels(judge: Judge, images: torch.Tensor) -> np.ndarray:
     """Run ``judge`` on ``images`` and return its labels as a 1-D numpy array of length N.
 
@@ -103,12 +99,10 @@ def judge_labels(judge: Judge, images: torch.Tensor) -> np.ndarray:
     if not callable(judge):
         raise TypeError(f"a judge must be callable as judge(images) -> labels, got {type(judge).__name__}")
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
-        # Compact images: a judge is given float images in [0, 1], a chunk at a time (bounded memory).
-        from ..pixels import float_images
+        # Compact images: a judge is given float images in [0, 1], a batch at a time (bounded memory).
+        from ..pixels import float_batches
 
-        chunks = [judge_labels(judge, float_images(images[i:i + JUDGE_CHUNK]))
-                  for i in range(0, int(images.shape[0]), JUDGE_CHUNK)]
-        return np.concatenate(chunks) if chunks else judge_labels(judge, float_images(images))
+        return np.concatenate([judge_labels(judge, batch) for batch in float_batches(images)])
     n = int(images.shape[0])
     raw = judge(images)
     if isinstance(raw, torch.Tensor):

@@ -31,9 +31,13 @@ class BackboneWeights:
 
 
 def _pretrained_cfg(backbone: str) -> dict:
+    """timm's default pretrained config of ``backbone`` (read from its registry: no model is built)."""
+    import dataclasses
+
     import timm
 
-    return dict(timm.create_model(backbone, pretrained=False, num_classes=2).pretrained_cfg)
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    return dataclasses.asdict(cfg) if cfg is not None else {}
 
 
 def find_backbone_weights(backbone: str, given: str | os.PathLike[str] | None = None) -> BackboneWeights:

@@ -86,8 +86,7 @@ def domain_probabilities(classifier: ProbabilityModel, images: torch.Tensor, *, 
     """
     checked = check_images(images, name=name)
     probs = torch.cat([torch.as_tensor(classifier.probabilities(batch)).detach().cpu().reshape(-1)
-                       for batch in float_batches(checked)]) if len(checked) else \
-        torch.as_tensor(classifier.probabilities(checked)).detach().cpu()
+                       for batch in float_batches(checked)])
     array = _as_array(probs)
     if array.shape[0] != checked.shape[0]:
         raise ValueError(

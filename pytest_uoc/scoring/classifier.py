@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..units import BACKBONES, CLASSIFIER_RECIPES
-from .images import check_images, check_paired, float_images
+from .images import check_images, check_paired, float_batches
 
 __all__ = [
     "BACKBONES",
@@ -166,21 +166,12 @@ def _penultimate(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(batch), pre_logits=True)
 
 
-#: Images converted to float and resized at a time: compact (uint8) 512 px sets never exist whole in float32.
-_PREPROCESS_CHUNK = 64
-
-
 def _preprocess(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Images (float in [0, 1] or uint8) resized to ``size`` and normalised, chunk by chunk."""
-    images = images.cpu()
-    if len(images) <= _PREPROCESS_CHUNK:
-        return _preprocess_chunk(images, size, mean, std)
-    return torch.cat([_preprocess_chunk(images[i:i + _PREPROCESS_CHUNK], size, mean, std)
-                      for i in range(0, len(images), _PREPROCESS_CHUNK)])
+    """Images (float in [0, 1] or uint8) resized to ``size`` and normalised; compact sets a batch at a time."""
+    return torch.cat([_preprocess_chunk(batch, size, mean, std) for batch in float_batches(images.cpu())])
 
 
 def _preprocess_chunk(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    images = float_images(images)
     if images.shape[-2:] != (size, size):
         down = images.shape[-1] > size or images.shape[-2] > size
         images = F.interpolate(

@@ -95,8 +95,7 @@ class CRSResult:
 def _features(classifier: FeatureModel, images: torch.Tensor, name: str) -> torch.Tensor:
     checked = check_images(images, name=name)
     features = torch.cat([torch.as_tensor(classifier.features(batch)).detach().cpu()
-                          for batch in float_batches(checked)]) if len(checked) else \
-        torch.as_tensor(classifier.features(checked)).detach().cpu()
+                          for batch in float_batches(checked)])
     if features.ndim != 2 or features.shape[0] != checked.shape[0]:
         raise ValueError(
             f"the classifier returned features of shape {tuple(features.shape)} for {checked.shape[0]} images"

@@ -9,12 +9,10 @@ must fail loudly with what was expected, never be scored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..pixels import check_finite, compact_images, float_images
+from ..pixels import check_finite, compact_images, float_batches, float_images
 
 __all__ = ["RANGE_TOLERANCE", "check_images", "check_paired", "compact_images", "float_batches", "float_images"]
 
@@ -114,19 +112,3 @@ def check_paired(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("a"
         )
 
 
-
-#: Compact images converted to float32 at a time when handed to a scorer.
-FLOAT_BATCH = 64
-
-
-def float_batches(images: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Checked images as float32 batches in [0, 1]: compact (uint8) sets ``FLOAT_BATCH`` at a time, float sets whole.
-
-    A classifier, judge or feature model is always handed float images in [0, 1], as its protocol
-    says, while a compact 512 px set is never converted whole.
-    """
-    if images.dtype != torch.uint8:
-        yield images
-        return
-    for start in range(0, len(images), FLOAT_BATCH):
-        yield float_images(images[start:start + FLOAT_BATCH])

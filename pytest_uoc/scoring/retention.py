@@ -19,12 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..pixels import FLOAT_BATCH
 from .crs import FeatureModel
 from .images import check_images, check_paired, float_images
 from .stats import Estimate, bootstrap_mean
-
-#: Paired images compared at a time.
-_CHUNK = 64
 
 __all__ = ["DISTANCES", "RetentionResult", "retention", "ssim"]
 
@@ -84,11 +82,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if min(h, w) < 7:
         raise ValueError(f"SSIM needs images of at least 7×7 pixels, got {h}×{w}")
     values = [  # a chunk at a time in float64: compact 512 px sets are never whole in float64
-        structural_similarity_index_measure(float_images(a[i:i + _CHUNK]).double(),
-                                            float_images(b[i:i + _CHUNK]).double(), gaussian_kernel=True,
+        structural_similarity_index_measure(float_images(a[i:i + FLOAT_BATCH]).double(),
+                                            float_images(b[i:i + FLOAT_BATCH]).double(), gaussian_kernel=True,
                                             sigma=1.5, kernel_size=11, data_range=1.0, k1=0.01, k2=0.03,
                                             reduction="none").double().reshape(-1)
-        for i in range(0, a.shape[0], _CHUNK)
+        for i in range(0, a.shape[0], FLOAT_BATCH)
     ]
     return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
 
