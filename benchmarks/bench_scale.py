@@ -31,91 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-PROMPTS = ["a painting in the style of an old master", "an old master's portrait of a woman"]
-WORDS = "a painting in the style of an old master an master's portrait woman photo of landscape".split()
-SCHEDULER_CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "sd-v1-4-scheduler_config.json"
-
-
-def _text_encoder(tokenizer: Any, projection: bool = False) -> Any:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=tokenizer.model_max_length, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=32,
-    )
-    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
-
-
-def _vae(size: int) -> Any:
-    """SD's VAE shape (4 levels: 8× down), narrow: real latent and image sizes."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1, norm_num_groups=4,
-        sample_size=size,
-    )
-
-
-def sd1_unet(seed: int) -> Any:
-    from diffusers import UNet2DConditionModel
-
-    torch_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=64, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4,
-    )
-
-
-def sdxl_unet(seed: int) -> Any:
-    from diffusers import UNet2DConditionModel
-
-    torch_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=128, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=4, transformer_layers_per_block=1,
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
-    )
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
-
-
-def build(family: str) -> Any:
-    """The family's pipeline with narrow random weights and real sizes."""
-    from diffusers import (
-        EulerDiscreteScheduler,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-    )
-
-    from pytest_uoc.zoo.build import build_tokenizer
-
-    torch_seed(0)
-    tokenizer = build_tokenizer(WORDS, 77)
-    if family == "sd1":
-        scheduler = PNDMScheduler.from_config(json.loads(SCHEDULER_CONFIG.read_text()))
-        pipe = StableDiffusionPipeline(vae=_vae(512), text_encoder=_text_encoder(tokenizer), tokenizer=tokenizer,
-                                       unet=sd1_unet(0), scheduler=scheduler, safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)
-    else:
-        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                           steps_offset=1, timestep_spacing="leading")
-        pipe = StableDiffusionXLPipeline(vae=_vae(1024), text_encoder=_text_encoder(tokenizer),
-                                         text_encoder_2=_text_encoder(tokenizer, projection=True),
-                                         tokenizer=tokenizer, tokenizer_2=tokenizer, unet=sdxl_unet(0),
-                                         scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from sd_shapes import PROMPTS, build, unet  # noqa: E402 - the SD-shaped pipelines the smoke test uses too
 
 
 def one_run(family: str, checkpoint: int, cache: Path, steps: int, seeds: int, device: str) -> dict[str, Any]:
@@ -127,7 +45,7 @@ def one_run(family: str, checkpoint: int, cache: Path, steps: int, seeds: int, d
     from pytest_uoc.stores import TrajectoryCache
 
     original = build(family).to(device)
-    unlearned = (sd1_unet if family == "sd1" else sdxl_unet)(100 + checkpoint).to(device)
+    unlearned = unet(family, 100 + checkpoint).to(device)
     before = peak_host_bytes()
     start = time.perf_counter()
     engine = PartialDiffusion(original, unlearned, num_inference_steps=steps, batch_size=8,

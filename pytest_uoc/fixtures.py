@@ -15,6 +15,7 @@ import pytest
 from .concept import Concept
 from .factory import zoo_concept
 from .session import CURRENT_REQUEST, get_session, settings_for
+from .xdist_groups import group_of
 
 __all__ = [
     "original_pipeline", "reference_pipeline", "uoc", "uoc_classifier", "uoc_judge", "uoc_session", "unlearned_pipeline",
@@ -200,7 +201,8 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
         reference = request.getfixturevalue("reference_pipeline")
     if reference is not None:
         labels["reference"] = str(settings.reference or loaded_label(reference, original, "reference_pipeline fixture"))
-    probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels)
+    probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels,
+                              group=group_of(request.node))
     probe.use_judge(*_calibration_judge(request, concept, original, settings))
     probe.warn_idle_psis()
     return probe

@@ -438,9 +438,11 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    """Remember which tests finished (an interrupted run lists the others)."""
+    """Remember which tests finished (an interrupted run lists the others); free the probes no test needs now."""
     result = yield
-    get_session(item.config).finished.add(item.nodeid)
+    session = get_session(item.config)
+    session.finished.add(item.nodeid)
+    session.test_finished(item)
     return result
 
 

@@ -54,6 +54,10 @@ class UocSession:
     results: list[ResultRow] = field(default_factory=list)
     _models: dict[tuple[str, str], Any] = field(default_factory=dict)
     _probes: dict[tuple, Any] = field(default_factory=dict)
+    #: The concept-marker groups (``xdist_groups.group_of``) whose tests used each probe.
+    _probe_groups: dict[tuple, set[str]] = field(default_factory=dict)
+    #: Tests still to run per concept-marker group in this process (counted at the first teardown).
+    _group_tests_left: dict[str, int] | None = None
     started: float = field(default_factory=time.time)
     #: Node ids of the tests that finished; ``unfinished`` is set when a run is interrupted.
     finished: set[str] = field(default_factory=set)
@@ -110,8 +114,13 @@ class UocSession:
     # -- probes -------------------------------------------------------------------------
 
     def probe(self, concept: Concept, original: Any, unlearned: Any, reference: Any | None,
-              settings: Settings, labels: dict[str, str]) -> Any:
-        """The probe for this concept and these models, created once per session (see ``factory.build_probe``)."""
+              settings: Settings, labels: dict[str, str], group: str | None = None) -> Any:
+        """The probe for this concept and these models, created once per session (see ``factory.build_probe``).
+
+        ``group`` is the concept-marker group of the test asking (``xdist_groups.group_of``): once
+        every test of every group that used a probe has run, ``test_finished`` drops the probe.
+        A probe asked for without a group (``uoc audit``) is kept for the session.
+        """
         seeds = probe_seeds(concept, settings)
         # Keyed on the whole frozen settings (every field compares): two tests that differ in any
         # setting, sequential ones included, never share a probe.
@@ -119,7 +128,36 @@ class UocSession:
         if key not in self._probes:
             self._probes[key] = build_probe(concept, original, unlearned, reference, settings, labels,
                                             self.open_cache())
+        if group is not None:
+            self._probe_groups.setdefault(key, set()).add(group)
         return self._probes[key]
+
+    def test_finished(self, item: pytest.Item) -> int:
+        """After ``item``'s teardown: drop the probes no test left in this process can use; how many.
+
+        A probe holds its decoded images (hundreds of MiB per concept at 512 px), sweeps and
+        classifiers. Tests of one concept marker share it; once the last of them in this process
+        has run (xdist sends a marker's tests to one worker), nothing can ask for it again, so the
+        session lets it go rather than keeping every concept's images to the end of the run. Should a
+        test of the group still come (a plugin re-running a test), the probe is rebuilt, from the
+        trajectory cache when it is on: slower, never wrong.
+        """
+        from .xdist_groups import group_of
+
+        if self._group_tests_left is None:
+            self._group_tests_left = {}
+            for other in item.session.items:
+                if (name := group_of(other)) is not None:
+                    self._group_tests_left[name] = self._group_tests_left.get(name, 0) + 1
+        group = group_of(item)
+        if group is None or group not in self._group_tests_left:
+            return 0
+        self._group_tests_left[group] -= 1
+        done = {name for name, left in self._group_tests_left.items() if left <= 0}
+        released = [key for key, groups in self._probe_groups.items() if groups <= done]
+        for key in released:
+            del self._probes[key], self._probe_groups[key]
+        return len(released)
 
     # -- results ------------------------------------------------------------------------
 

@@ -74,6 +74,45 @@ def test_a_model_in_the_lower_half_of_the_bracket_but_above_ccs_max_is_not_prove
     assert "ψ=0.15" in verdict.reason  # the first ψ whose excess is not within ccs_max
 
 
+GOLD_AT_DEFAULTS = {0.0: 0.0, 0.05: 0.02, 0.15: 0.27, 0.55: 0.9}
+
+
+def test_a_model_significantly_in_the_lower_half_with_its_excess_within_ccs_max_on_average_is_forgotten():
+    """The gold standard at the README's defaults: one ψ's interval reaches above ccs_max, its estimate does not."""
+    curve = _curve(GOLD_AT_DEFAULTS, WIDE_UPPER, LOWER)
+    assert curve.at(0.15).excess_lower.high > 0.2 >= curve.at(0.15).excess_lower.mean  # the per-ψ test cannot pass
+    verdict = _decide(curve)
+    assert verdict.kind == "forgotten" and verdict.cause == "below_midpoint", verdict.reason
+    assert curve.overall_midpoint.high < 0 and curve.overall_lower.high <= 0.2
+    assert "lower half of the bracket" in verdict.reason and "ψ=0.15" in verdict.reason
+    assert verdict.calibration["averaged_over_tested"]["excess_over_lower"]["mean"] == pytest.approx(
+        curve.overall_lower.mean)
+
+
+def test_the_averaged_route_needs_the_model_significantly_below_the_midpoint():
+    """Within ccs_max at every estimate, but as close to the unasked original as to the steered one: undecided."""
+    upper = {0.0: 0.05, 0.05: 0.10, 0.15: 0.46, 0.55: 0.95}
+    curve = _curve({0.0: 0.02, 0.05: 0.06, 0.15: 0.27, 0.55: 0.93}, upper, LOWER)
+    assert curve.overall_midpoint.low < 0 < curve.overall_midpoint.high and curve.overall_lower.high <= 0.2
+    verdict = _decide(curve)
+    assert verdict.kind == "inconclusive" and verdict.cause == "undecided", verdict.reason
+
+
+def test_the_averaged_route_needs_a_grid_that_can_see_concealment():
+    """ψ 0.15 to 0.55 with hand-offs in between that were not tried: the same images are not proven forgotten."""
+    curve = _curve(GOLD_AT_DEFAULTS, WIDE_UPPER, LOWER)
+    assert _decide(curve).kind == "forgotten"
+    verdict = _decide(curve, steps_at=None)  # no schedule given: every stretch wider than 0.2 is a gap
+    assert verdict.kind == "inconclusive", verdict.reason
+
+
+def test_with_a_gold_standard_only_the_per_psi_gap_passes():
+    """The averaged route reads the nulls; with a reference the gap to it decides, ψ by ψ."""
+    reference = {0.0: 0.0, 0.05: 0.06, 0.15: 0.12, 0.55: 0.95}  # the gap: -0.04, 0.15 [..., > 0.2], -0.05
+    verdict = _decide(_curve(GOLD_AT_DEFAULTS, WIDE_UPPER, LOWER, reference=reference))
+    assert verdict.kind == "inconclusive", verdict.reason
+
+
 def test_a_model_in_the_upper_half_of_the_bracket_is_concealed():
     """At the upper null, far above the lower one (a colour the original commits early): concealed."""
     upper = {0.0: 0.2, 0.05: 0.88, 0.15: 1.0, 0.55: 1.0}

@@ -185,6 +185,49 @@ def test_trajectory_cache_is_off_with_a_reason(tmp_path):
     assert engine.cache is None
 
 
+@pytest.mark.parametrize("scheduler", ["euler", "ddim"])
+def test_sdxl_trajectory_cache_second_checkpoint_and_rerun(tmp_path, scheduler):
+    """SDXL caches like SD 1.x: a second checkpoint costs the original nothing, a re-run nothing, images exact."""
+    from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache
+
+    pipe = build_sdxl(scheduler)
+
+    def engine(unet, cache=None):
+        return CompactPartialDiffusion(pipe, unet, num_inference_steps=STEPS, height=SIZE, width=SIZE, cache=cache,
+                                       cache_images=cache is not None)
+
+    first, second = sdxl_unet(1), sdxl_unet(2)
+    plain, plain_second = engine(first).sweep(PROMPTS, PSIS, SEEDS), engine(second).sweep(PROMPTS, PSIS, SEEDS)
+    cold = engine(first, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    assert cold.original_unet_evals == plain.original_unet_evals > 0
+    other = engine(second, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    assert other.original_unet_evals == 0, "a second checkpoint must not redo the original's walk"
+    rerun = engine(first, TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    assert rerun.unet_evals == 0, "a re-run must cost nothing"
+    for psi in PSIS:
+        assert torch.equal(cold[psi], plain[psi]) and torch.equal(rerun[psi], plain[psi]), psi
+        assert torch.equal(other[psi], plain_second[psi]), psi
+
+
+def test_sdxl_cache_keys_hold_the_second_text_encoder(tmp_path):
+    """Another second text encoder (same first one, same UNet) is another original: nothing is reused."""
+    from transformers import CLIPTextModelWithProjection
+
+    from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache
+
+    pipe = build_sdxl()
+    engine = CompactPartialDiffusion(pipe, sdxl_unet(1), num_inference_steps=STEPS, height=SIZE, width=SIZE,
+                                     cache=TrajectoryCache(tmp_path))
+    engine.sweep(PROMPTS, PSIS, SEEDS)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        changed = CLIPTextModelWithProjection(pipe.text_encoder_2.config)
+    altered = type(pipe)(**{**pipe.components, "text_encoder_2": changed})
+    again = CompactPartialDiffusion(altered, sdxl_unet(1), num_inference_steps=STEPS, height=SIZE, width=SIZE,
+                                    cache=TrajectoryCache(tmp_path)).sweep(PROMPTS, PSIS, SEEDS)
+    assert again.original_unet_evals > 0
+
+
 # -- calibration nulls: the original finishes with the anchors ------------------------------------
 
 

@@ -184,7 +184,7 @@ class PartialDiffusion:
     default, 256 and 512); ``true_cfg_scale`` is Flux's classifier-free guidance
     with a negative prompt (off at 1.0, as in ``FluxPipeline``), while
     ``guidance_scale`` goes into Flux's guidance embedding. The trajectory cache
-    runs for SD 1.x/2.x only (``Family.cache_off_reason`` says why not elsewhere).
+    runs for SD 1.x/2.x and SDXL (``Family.cache_off_reason`` says why not for SD3 and Flux).
     """
 
     def __init__(

@@ -88,6 +88,9 @@ class Family:
     optional_parts: tuple[str, ...] = ()
     #: Why the trajectory cache is off for this family (None: it works).
     cache_off_reason: str | None = None
+    #: Parts beyond the denoiser, ``text_encoder`` and ``tokenizer`` that the trajectory cache's keys
+    #: fingerprint (a text encoder's weights, a tokenizer's kind and size).
+    cache_key_parts: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<model family {self.label}>"
@@ -251,10 +254,9 @@ class SDXL(Family):
     pipeline_class = "StableDiffusionXLPipeline"
     img2img_class = "StableDiffusionXLImg2ImgPipeline"
     text_parts = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
-    cache_off_reason = (
-        "the trajectory cache keys fingerprint one UNet and one text encoder; SDXL's second text "
-        "encoder and added conditioning are not in the key"
-    )
+    # The added conditioning (pooled embeddings, time ids) comes from the text encoders, the image size
+    # and the pipeline's config (``force_zeros_for_empty_prompt``): all of them are in the cache's keys.
+    cache_key_parts = ("text_encoder_2", "tokenizer_2")
 
     def encode(self, pipe: Any, prompts: list[str], device: torch.device, cfg: bool,
                negative_prompts: list[str] | None, engine: Any) -> tuple[Cond, Cond | None]:

@@ -81,7 +81,7 @@ class Verdict:
     #: not imported here, as calibration builds on this module); None for the absolute rule.
     calibrated_curve: Any = field(default=None, compare=False, repr=False)
     #: Why the rule stopped where it did, as a word code reads (never the message's wording):
-    #: ``too_few_images``, ``low_accuracy``, ``shown_alone``, ``retrieved``, ``within_limit``,
+    #: ``too_few_images``, ``low_accuracy``, ``shown_alone``, ``retrieved``, ``within_limit``, ``below_midpoint``,
     #: ``straddles``, ``above_midpoint``, ``idle_psi``, ``thin_grid``, ``undecided``, ``judge_blind``.
     cause: str | None = field(default=None, compare=False)
     #: A sequential decision's looks and why it stopped (``pytest_uoc.rounds``); None for the fixed design.
