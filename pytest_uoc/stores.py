@@ -57,15 +57,17 @@ class ClassifierStore:
     """Trained domain classifiers in a folder, one ``classifier-<key>.pt`` file per key.
 
     ``load`` returns None for a key never stored and raises for an unreadable
-    file (the caller warns and retrains); ``save`` writes atomically.
+    file (the caller warns and retrains); ``save`` writes atomically. ``prefix``
+    names other kinds of entries kept the same way (``inversion``: learned tokens).
     """
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], prefix: str = "classifier") -> None:
         self.folder = Path(folder)
+        self.prefix = prefix
 
     def path(self, key: str) -> Path:
         """Where the entry of ``key`` lives (named in reports and warnings)."""
-        return self.folder / f"classifier-{key}.pt"
+        return self.folder / f"{self.prefix}-{key}.pt"
 
     def load(self, key: str) -> dict[str, Any] | None:
         """The payload stored under ``key``, touched as used now; None when there is none."""

@@ -126,3 +126,44 @@ def test_inversion_on_a_probe_attacks_unlearned_original_and_reference(tiny_pipe
     assert probe.cost.seconds["inversion"] > 0
     report = result.to_dict()
     assert report["attack"] == "inversion" and set(report["models"]) == {"unlearned", "original", "reference"}
+
+
+def test_a_rerun_reads_the_learned_tokens_and_drawings_from_the_cache(tiny_pipe, tiny_unet, tmp_path):
+    """Cached under both models' fingerprints: a second probe learns and draws nothing, with the same drawings."""
+    def probe():
+        engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
+        return Probe(Concept("three", PROMPTS), engine, ProbeSettings(
+            seeds=tuple(range(16)), n_boot=50, classifier_cache=str(tmp_path)), judge=bright_judge)
+
+    settings = InversionSettings(steps=6, batch_size=4)
+    cold = probe()
+    first = cold.inversion(settings)
+    assert sorted(p.name.split("-")[0] for p in tmp_path.glob("inversion-*.pt")) == ["inversion", "inversion"]
+    again = probe()
+    again.bank.training["unlearned"].get([1.0])  # the λO training images (no trajectory cache here)
+    before = again.cost.unet_evals
+    second = again.inversion(settings)
+    assert again.cost.unet_evals == before  # no token learned, nothing drawn
+    for name in ("unlearned", "original"):
+        assert second.tokens[name].from_cache and not first.tokens[name].from_cache
+        assert torch.equal(second.tokens[name].vector, first.tokens[name].vector)
+        assert torch.equal(second.images[name], first.images[name])
+        assert second.tokens[name].losses == first.tokens[name].losses
+    other = probe().inversion(InversionSettings(steps=7, batch_size=4))  # another budget: learned again
+    assert not other.tokens["unlearned"].from_cache
+
+
+def test_a_damaged_inversion_entry_is_warned_about_and_learned_again(tiny_pipe, tiny_unet, tmp_path):
+    def probe():
+        engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
+        return Probe(Concept("three", PROMPTS), engine, ProbeSettings(
+            seeds=tuple(range(16)), n_boot=50, classifier_cache=str(tmp_path)), judge=bright_judge)
+
+    settings = InversionSettings(steps=4, batch_size=4)
+    first = probe().inversion(settings)
+    for path in tmp_path.glob("inversion-*.pt"):
+        path.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unreadable inversion cache entry"):
+        again = probe().inversion(settings)
+    assert not again.tokens["unlearned"].from_cache
+    assert torch.equal(again.images["unlearned"], first.images["unlearned"])

@@ -64,6 +64,8 @@ class LearnedToken:
     losses: tuple[float, ...]
     unet_evals: int
     seconds: float
+    #: Read from the cache (``unet_evals`` and ``seconds`` are then what learning it cost the first time).
+    from_cache: bool = False
 
 
 def check_family(pipe: Any) -> None:

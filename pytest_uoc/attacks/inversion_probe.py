@@ -7,12 +7,21 @@ learned token; the drawings are of the scoring seeds (never the training seeds t
 token learned from), scored like every other image of the probe (the judge, or the
 concept classifier). What share of them shows the concept is the result; deciding
 from it (a gate) is left to the caller until its null is measured (docs/attacks.md).
+
+With the probe's cache folder (the plugin's, ``ProbeSettings.classifier_cache``), each
+learned token and its drawings are kept as ``inversion-<key>.pt``, the key holding the
+attacked model's and the original's fingerprints, the training latents, prompts, token,
+budget and drawing settings: a re-run learns and draws nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,16 +88,66 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
     targets = {"unlearned": engine.unlearned, "original": engine.original}
     if probe.reference_engine is not None:
         targets["reference"] = probe.reference_engine.unlearned
+    store = _store(probe)
     for name, pipe in targets.items():
         start = time.perf_counter()
-        learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
-        # No trajectory cache: the hook changes what the text encoder gives, not its weights' fingerprint.
-        drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
-                                  guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
-        with torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector):
-            drawn = drawer.generate(attack_prompts, 0.0, list(probe.eval_seeds))
-        evals = learned.unet_evals + drawn.unet_evals
+        key = _key(engine, pipe, latents, train_prompts, token, token_id, settings, probe.eval_seeds, attack_prompts)
+        kept = _load(store, key, token, token_id)
+        if kept is not None:
+            (learned, images), evals = kept, 0
+        else:
+            learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
+            # No trajectory cache: the hook changes what the text encoder gives, not its weights' fingerprint.
+            drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
+                                      guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
+            with torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector):
+                drawn = drawer.generate(attack_prompts, 0.0, list(probe.eval_seeds))
+            images, evals = drawn.images, learned.unet_evals + drawn.unet_evals
+            if store is not None:
+                store.save(key, {"vector": learned.vector, "losses": torch.tensor(learned.losses),
+                                 "unet_evals": learned.unet_evals, "seconds": learned.seconds, "images": images})
         probe.cost.count("inversion", start, evals, unlearned=evals if name == "unlearned" else 0)
-        result.tokens[name], result.images[name] = learned, drawn.images
-        result.values[name] = probe._concept_of(drawn.images).numpy()
+        result.tokens[name], result.images[name] = learned, images
+        result.values[name] = probe._concept_of(images).numpy()
     return result
+
+
+def _store(probe: Any) -> Any:
+    """Where learned tokens are kept: the probe's classifier cache folder, or None (no cache)."""
+    from ..stores import ClassifierStore
+
+    folder = probe.settings.classifier_cache
+    return None if folder is None else ClassifierStore(folder, prefix="inversion")
+
+
+def _key(engine: Any, pipe: Any, latents: torch.Tensor, train_prompts: list[str], token: str, token_id: int,
+         settings: InversionSettings, eval_seeds: Any, attack_prompts: list[str]) -> str:
+    """Everything a learned token and its drawings depend on, hashed."""
+    from ..stores import fingerprint_module, stable_config
+
+    parts = [fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder),
+             fingerprint_module(engine.original.unet), fingerprint_module(engine.original.vae),
+             stable_config(pipe.scheduler.config), hashlib.sha256(latents.numpy().tobytes()).hexdigest(),
+             json.dumps({"train_prompts": train_prompts, "token": token, "token_id": token_id,
+                         "settings": asdict(settings), "eval_seeds": list(eval_seeds), "prompts": attack_prompts,
+                         "steps": engine.num_inference_steps, "guidance": engine.guidance_scale,
+                         "size": [engine.height, engine.width], "device": engine.device.type,
+                         "dtype": str(engine.dtype), "image_dtype": str(engine.image_dtype)}, sort_keys=True)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _load(store: Any, key: str, token: str, token_id: int) -> tuple[LearnedToken, torch.Tensor] | None:
+    """A kept token and its drawings, or None (none kept; an unreadable entry is warned about and redone)."""
+    if store is None:
+        return None
+    try:
+        payload = store.load(key)
+        if payload is None:
+            return None
+        learned = LearnedToken(token, token_id, payload["vector"], tuple(float(x) for x in payload["losses"]),
+                               int(payload["unet_evals"]), float(payload["seconds"]), from_cache=True)
+        return learned, payload["images"]
+    except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
+        warnings.warn(f"pytest-uoc: unreadable inversion cache entry {Path(store.path(key))} ({exc}); "
+                      "learning the token again", stacklevel=3)
+        return None
