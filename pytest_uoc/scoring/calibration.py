@@ -353,24 +353,34 @@ def decide_calibrated(
         )
     psi = above[0]
     averaged_lower = curve.overall_lower
-    if (axis == "psi" and not use_reference and missing is None and overall is not None and overall.high < 0
-            and averaged_lower is not None and averaged_lower.high <= ccs_max
-            and all(excess_lo(p).mean <= ccs_max for p in checked)):
-        span = f"{sym} {min(tested):g}–{max(tested):g}" if len(tested) > 1 else f"{sym}={tested[0]:g}"
-        return verdict(
-            "forgotten",
-            f"averaged over {span} the model sits significantly in the lower half of the bracket (excess over "
-            f"{what} {overall}, below 0) and its excess over the lower null stays within ccs_max={ccs_max:g} "
-            f"({averaged_lower}), its estimate at every {limit_text} too (at {sym}={psi:g}: {excess_lo(psi)}, "
-            f"whose interval reaches above ccs_max)",
-            cause="below_midpoint",
-        )
+    averaged_route = axis == "psi" and not use_reference and missing is None and overall is not None
+    if averaged_route:
+        # Step 7 (module docstring): proven forgotten on average, every ψ's estimate within ccs_max.
+        over = [p for p in checked if excess_lo(p).mean > ccs_max]
+        short = ([] if overall.high < 0 else [f"the excess over {what} {_averaged_text(overall, sym)}is not "
+                                              "significantly below 0"])
+        if averaged_lower is None or averaged_lower.high > ccs_max:
+            short.append(f"the excess over the lower null averaged over the tested ψ ({averaged_lower}) is not "
+                         f"within ccs_max={ccs_max:g}")
+        if over:
+            short.append(f"its estimate at {sym}={over[0]:g} ({excess_lo(over[0])}) is above ccs_max")
+        if not short:
+            span = f"{sym} {min(tested):g}–{max(tested):g}" if len(tested) > 1 else f"{sym}={tested[0]:g}"
+            return verdict(
+                "forgotten",
+                f"averaged over {span} the model sits significantly in the lower half of the bracket (excess over "
+                f"{what} {overall}, below 0) and its excess over the lower null stays within ccs_max={ccs_max:g} "
+                f"({averaged_lower}), its estimate at every {limit_text} too (at {sym}={psi:g}: {excess_lo(psi)}, "
+                f"whose interval reaches above ccs_max)",
+                cause="below_midpoint",
+            )
     side = "gap to the gold standard" if use_reference else "excess over the lower null (the original steered away)"
+    on_average = f" (nor on average: {'; '.join(short)})" if averaged_route else ""
     return verdict(
         "inconclusive",
-        f"not proven forgotten: at {sym}={psi:g} the {side} is {excess_lo(psi)}, above ccs_max={ccs_max:g}; "
-        f"not proven concealed: the excess over {what} {_averaged_text(overall, sym)}is not significantly above 0. "
-        "Sweep more seeds to decide", cause="undecided",
+        f"not proven forgotten: at {sym}={psi:g} the {side} is {excess_lo(psi)}, above ccs_max={ccs_max:g}"
+        f"{on_average}; not proven concealed: the excess over {what} {_averaged_text(overall, sym)}is not "
+        "significantly above 0. Sweep more seeds to decide", cause="undecided",
     )
 
 
