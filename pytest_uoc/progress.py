@@ -29,10 +29,12 @@ class Status:
     phase: str = ""
     psi: float | None = None
     round: int | None = None
+    #: What ``done`` and ``planned`` count: images, or an attack's optimisation steps.
+    unit: str = "images"
 
     def text(self) -> str:
         """``sweeps: 96/192 images, psi 0.15`` (the parts that are known)."""
-        parts = [f"{self.phase or 'images'}: {self.done}/{self.planned} images"]
+        parts = [f"{self.phase or self.unit}: {self.done}/{self.planned} {self.unit}"]
         if self.psi is not None:
             parts.append(f"psi {self.psi:g}")
         if self.round is not None:
@@ -49,9 +51,9 @@ def current() -> Status:
     return _status
 
 
-def report(done: int, planned: int, *, psi: float | None = None) -> None:
-    """Called by the engine after each finished batch."""
-    _status.done, _status.planned, _status.psi = done, planned, psi
+def report(done: int, planned: int, *, psi: float | None = None, unit: str = "images") -> None:
+    """Called by the engine after each finished batch (and by an attack after each optimisation step)."""
+    _status.done, _status.planned, _status.psi, _status.unit = done, planned, psi, unit
     if _sink is not None:
         _sink(_status)
 

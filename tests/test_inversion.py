@@ -167,3 +167,18 @@ def test_a_damaged_inversion_entry_is_warned_about_and_learned_again(tiny_pipe, 
         again = probe().inversion(settings)
     assert not again.tokens["unlearned"].from_cache
     assert torch.equal(again.images["unlearned"], first.images["unlearned"])
+
+
+def test_learning_shows_its_steps_on_the_progress_line(tiny_pipe, tiny_unet):
+    from pytest_uoc import progress
+
+    engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
+    probe = Probe(Concept("three", PROMPTS), engine, ProbeSettings(seeds=tuple(range(16)), n_boot=50),
+                  judge=bright_judge)
+    probe.bank.training["unlearned"].get([1.0])
+    lines: list[str] = []
+    with progress.showing(lambda status: lines.append(status.text())):
+        probe.inversion(InversionSettings(steps=3, batch_size=2))
+    assert "inversion, learning the token (unlearned): 3/3 steps" in lines
+    assert any(line.startswith("inversion, drawing with the token (original): ") and " images" in line
+               for line in lines)

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import progress
+
 __all__ = ["InversionSettings", "LearnedToken", "embedding_override", "learn_token", "placeholder_token",
            "token_prompts"]
 
@@ -156,7 +158,8 @@ def learn_token(pipe: Any, latents: torch.Tensor, prompts: Sequence[str], token:
         p.requires_grad_(False)
     try:
         with torch.enable_grad(), embedding_override(text_encoder, token_id, vector):
-            for _ in range(settings.steps):
+            for step in range(settings.steps):
+                progress.report(step, settings.steps, unit="steps")
                 pick = torch.randint(0, len(x0_all), (settings.batch_size,), generator=generator)
                 t = torch.randint(0, steps_total, (settings.batch_size,), generator=generator)
                 noise = torch.randn((settings.batch_size, *x0_all.shape[1:]), generator=generator)
@@ -168,6 +171,7 @@ def learn_token(pipe: Any, latents: torch.Tensor, prompts: Sequence[str], token:
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
+            progress.report(settings.steps, settings.steps, unit="steps")
     finally:
         for p, flag in zip((*unet.parameters(), *text_encoder.parameters()), grads, strict=True):
             p.requires_grad_(flag)

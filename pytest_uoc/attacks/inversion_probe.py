@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import progress
 from .inversion import (
     InversionSettings,
     LearnedToken,
@@ -96,11 +97,13 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
         if kept is not None:
             (learned, images), evals = kept, 0
         else:
-            learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
+            with progress.phase(f"inversion, learning the token ({name})"):
+                learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
             # No trajectory cache: the hook changes what the text encoder gives, not its weights' fingerprint.
             drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
                                       guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
-            with torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector):
+            with (torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector),
+                  progress.phase(f"inversion, drawing with the token ({name})")):
                 drawn = drawer.generate(attack_prompts, 0.0, list(probe.eval_seeds))
             images, evals = drawn.images, learned.unet_evals + drawn.unet_evals
             if store is not None:
