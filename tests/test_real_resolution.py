@@ -76,10 +76,15 @@ def test_the_domain_classifier_reads_512px_images_at_its_own_size_and_is_scored_
     assert len(p_original) == len(PROMPTS) * len(probe.eval_seeds)
 
 
-def test_without_a_judge_the_concept_classifier_decides_and_a_thin_grid_never_passes(probe_512):
+def test_without_a_judge_the_concept_classifier_decides_the_calibrated_verdict(probe_512):
     probe, _ = probe_512
     assert probe.concept_classifier.image_size == 128
     verdict = probe.verdict(0.55, 0.2)
     assert verdict.calibration is not None and verdict.calibration["scorer"] == "concept classifier"
-    assert not verdict.passed  # ψ 0 and 0.55 only: too thin a grid to see concealment, whatever the images
-    assert verdict.kind in ("inconclusive", "concealed", "not_erased"), verdict.reason
+    assert verdict.heldout_accuracy == probe.heldout_accuracy
+    points = {point["psi"]: point for point in verdict.calibration["points"]}
+    # SD 1.4's PNDM (skip_prk_steps) walks 3 scheduled steps for 2 inference steps; at ψ 0.55 the original
+    # runs the first before handing over, so the rule tested that ψ.
+    assert (points[0.55]["original_steps"], points[0.55]["total_steps"]) == (1, 3)
+    assert verdict.calibration["averaged_over_tested"]["psis"] == [0.55]
+    assert verdict.kind in ("forgotten", "inconclusive", "concealed", "not_erased"), verdict.reason
