@@ -128,12 +128,17 @@ def test_inversion_on_a_probe_attacks_unlearned_original_and_reference(tiny_pipe
     assert report["attack"] == "inversion" and set(report["models"]) == {"unlearned", "original", "reference"}
 
 
+def _cached_probe(pipe, unet, folder):
+    """A fresh probe (nothing in memory) whose cache folder is ``folder``."""
+    engine = PartialDiffusion(pipe, unet, num_inference_steps=4)
+    return Probe(Concept("three", PROMPTS), engine, ProbeSettings(
+        seeds=tuple(range(16)), n_boot=50, classifier_cache=str(folder)), judge=bright_judge)
+
+
 def test_a_rerun_reads_the_learned_tokens_and_drawings_from_the_cache(tiny_pipe, tiny_unet, tmp_path):
     """Cached under both models' fingerprints: a second probe learns and draws nothing, with the same drawings."""
     def probe():
-        engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
-        return Probe(Concept("three", PROMPTS), engine, ProbeSettings(
-            seeds=tuple(range(16)), n_boot=50, classifier_cache=str(tmp_path)), judge=bright_judge)
+        return _cached_probe(tiny_pipe, tiny_unet, tmp_path)
 
     settings = InversionSettings(steps=6, batch_size=4)
     cold = probe()
@@ -155,9 +160,7 @@ def test_a_rerun_reads_the_learned_tokens_and_drawings_from_the_cache(tiny_pipe,
 
 def test_a_damaged_inversion_entry_is_warned_about_and_learned_again(tiny_pipe, tiny_unet, tmp_path):
     def probe():
-        engine = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=4)
-        return Probe(Concept("three", PROMPTS), engine, ProbeSettings(
-            seeds=tuple(range(16)), n_boot=50, classifier_cache=str(tmp_path)), judge=bright_judge)
+        return _cached_probe(tiny_pipe, tiny_unet, tmp_path)
 
     settings = InversionSettings(steps=4, batch_size=4)
     first = probe().inversion(settings)
