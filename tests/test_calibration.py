@@ -83,6 +83,7 @@ def test_a_model_significantly_in_the_lower_half_with_its_excess_within_ccs_max_
     assert curve.at(0.15).excess_lower.high > 0.2 >= curve.at(0.15).excess_lower.mean  # the per-ψ test cannot pass
     verdict = _decide(curve)
     assert verdict.kind == "forgotten" and verdict.cause == "below_midpoint", verdict.reason
+    assert verdict.to_dict()["cause"] == "below_midpoint"  # in the JSON a script reads
     assert curve.overall_midpoint.high < 0 and curve.overall_lower.high <= 0.2
     assert "lower half of the bracket" in verdict.reason and "ψ=0.15" in verdict.reason
     assert verdict.calibration["averaged_over_tested"]["excess_over_lower"]["mean"] == pytest.approx(

@@ -113,6 +113,8 @@ class Verdict:
         out = {key: getattr(self, key) for key in _DICT_KEYS}
         out["rule"] = "absolute" if self.calibration is None else f"calibrated:{self.calibration.get('mode', 'nulls')}"
         out["calibration"] = self.calibration
+        if self.cause is not None:
+            out["cause"] = self.cause
         if self.sequential is not None:
             out["sequential"] = self.sequential
         if self.judge is not None:
