@@ -201,8 +201,8 @@ def uoc(request: pytest.FixtureRequest, uoc_session: Any) -> Any:
         reference = request.getfixturevalue("reference_pipeline")
     if reference is not None:
         labels["reference"] = str(settings.reference or loaded_label(reference, original, "reference_pipeline fixture"))
-    probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels,
-                              group=group_of(request.node))
+    probe = uoc_session.probe(concept, original, unlearned, reference, settings, labels)
+    uoc_session.used_by(probe, group_of(request.node))  # freed after the last test of its marker
     probe.use_judge(*_calibration_judge(request, concept, original, settings))
     probe.warn_idle_psis()
     return probe

@@ -114,12 +114,11 @@ class UocSession:
     # -- probes -------------------------------------------------------------------------
 
     def probe(self, concept: Concept, original: Any, unlearned: Any, reference: Any | None,
-              settings: Settings, labels: dict[str, str], group: str | None = None) -> Any:
+              settings: Settings, labels: dict[str, str]) -> Any:
         """The probe for this concept and these models, created once per session (see ``factory.build_probe``).
 
-        ``group`` is the concept-marker group of the test asking (``xdist_groups.group_of``): once
-        every test of every group that used a probe has run, ``test_finished`` drops the probe.
-        A probe asked for without a group (``uoc audit``) is kept for the session.
+        The ``uoc`` fixture then says which concept-marker group used it (``used_by``); a probe no
+        group used (``uoc audit``) is kept for the session.
         """
         seeds = probe_seeds(concept, settings)
         # Keyed on the whole frozen settings (every field compares): two tests that differ in any
@@ -128,9 +127,18 @@ class UocSession:
         if key not in self._probes:
             self._probes[key] = build_probe(concept, original, unlearned, reference, settings, labels,
                                             self.open_cache())
-        if group is not None:
-            self._probe_groups.setdefault(key, set()).add(group)
         return self._probes[key]
+
+    def used_by(self, probe: Any, group: str | None) -> None:
+        """Note that a test of concept-marker ``group`` (``xdist_groups.group_of``) uses ``probe``.
+
+        Once every test of every group that used a probe has run, ``test_finished`` drops it.
+        """
+        if group is None:
+            return
+        for key, kept in self._probes.items():
+            if kept is probe:
+                self._probe_groups.setdefault(key, set()).add(group)
 
     def test_finished(self, item: pytest.Item) -> int:
         """After ``item``'s teardown: drop the probes no test left in this process can use; how many.

@@ -143,10 +143,12 @@ def test_a_probe_used_again_after_its_release_is_rebuilt(monkeypatch, tmp_path) 
     item = SimpleNamespace(get_closest_marker=lambda name: mark if name == "uoc_concept" else None)
     item.session = SimpleNamespace(items=[item])
     concept, settings = Concept("three", ("a", "b")), Settings(seeds=tuple(range(16)))
-    first = session.probe(concept, 1, 2, None, settings, {}, group=group_of(item))
-    assert session.probe(concept, 1, 2, None, settings, {}, group=group_of(item)) is first
+    first = session.probe(concept, 1, 2, None, settings, {})
+    session.used_by(first, group_of(item))
+    assert session.probe(concept, 1, 2, None, settings, {}) is first
     assert session.test_finished(item) == 1  # the only test of its group has run
-    again = session.probe(concept, 1, 2, None, settings, {}, group=group_of(item))
+    again = session.probe(concept, 1, 2, None, settings, {})
+    session.used_by(again, group_of(item))
     assert again is not first and len(built) == 2
     kept = session.probe(concept, 1, 3, None, settings, {})  # no group (uoc audit): never released
     assert session.test_finished(item) == 1  # the rebuilt one goes again; the one without a group stays
