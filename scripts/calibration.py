@@ -177,9 +177,9 @@ def table(out: Path) -> str:
         sets = sorted({r["set"] for r in mine})
         lines += [f"### {concept_name}: verdicts of the README gate (ψ 0.55, ccs_max 0.2) over {len(sets)} "
                   "disjoint seed sets", "",
-                  "| model | calibrated (nulls, judge) | nulls, concept classifier (no judge) | with gold standard | "
-                  "absolute (old rule) | held-out acc. |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | calibrated (nulls, judge) | nulls, concept classifier (no judge) | modes agree | "
+                  "with gold standard | absolute (old rule) | held-out acc. | s per model |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name in CONCEPTS[concept_name]["models"]:
             rows = [r for r in mine if r["model"] == name]
             if not rows:
@@ -187,16 +187,22 @@ def table(out: Path) -> str:
 
             def count(key: str, rows: list[dict] = rows) -> str:
                 kinds: dict[str, int] = {}
+                averaged = 0  # forgotten by the rule's averaged route (cause below_midpoint)
                 for r in rows:
                     if r.get(key):
                         kinds[r[key]["kind"]] = kinds.get(r[key]["kind"], 0) + 1
+                        averaged += r[key].get("cause") == "below_midpoint"
                 done = sum(kinds.values())
-                return ", ".join(f"{k} {v}/{done}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
+                text = ", ".join(f"{k} {v}/{done}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
+                return text + (f" ({averaged} averaged)" if averaged else "")
 
+            both = [r for r in rows if r.get("verdict_classifier")]
+            agree = sum(r["verdict_nulls"]["kind"] == r["verdict_classifier"]["kind"] for r in both)
             acc = sum(r["heldout_accuracy"] for r in rows) / len(rows)
+            seconds = sum(r["seconds"] for r in rows) / len(rows)
             lines.append(f"| {name} | {count('verdict_nulls')} | {count('verdict_classifier')} | "
-                         f"{count('verdict_reference')} | "
-                         f"{count('verdict_absolute')} | {acc:.2f} |")
+                         f"{agree}/{len(both)} | {count('verdict_reference')} | "
+                         f"{count('verdict_absolute')} | {acc:.2f} | {seconds:.0f} |")
         lines += ["", f"### {concept_name}: share of images the judge finds the concept in, per ψ, over all seed "
                   "sets (unlearned / upper null / lower null / gold standard)", "", "| model | " + " | ".join(f"ψ {p:g}" for p in PSIS) + " |",
                   "|---|" + "---|" * len(PSIS)]
