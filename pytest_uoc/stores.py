@@ -134,11 +134,17 @@ class TrajectoryCache:
             self._fingerprints[id(module)] = fingerprint_module(module, full_hash=self.full_hash)
         return self._fingerprints[id(module)]
 
+    def describe(self, part: Any) -> str:
+        """A key part for a pipeline part: a module's fingerprint, a tokenizer's kind and size, or "none"."""
+        if part is None:
+            return "none"
+        if hasattr(part, "state_dict"):
+            return self.fingerprint(part)
+        return f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}"
+
     def model_key(self, pipe: Any, extra: dict[str, Any]) -> str:
         """The part of every key that identifies the original model and the sampling settings."""
-        parts = [self.fingerprint(pipe.unet), self.fingerprint(pipe.text_encoder)]
-        tokenizer = pipe.tokenizer
-        parts.append(f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'model_max_length', '')}")
+        parts = [self.fingerprint(pipe.unet), self.fingerprint(pipe.text_encoder), self.describe(pipe.tokenizer)]
         parts.append(stable_config(pipe.scheduler.config))
         parts.append(type(pipe.scheduler).__name__)
         parts.append(json.dumps(extra, sort_keys=True, default=str))

@@ -90,9 +90,12 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
     if probe.reference_engine is not None:
         targets["reference"] = probe.reference_engine.unlearned
     store = _store(probe)
+    # What every key shares (the original's fingerprints, the training latents, prompts, budget): hashed once.
+    shared = _shared_key(engine, latents, train_prompts, token, token_id, settings, probe.eval_seeds,
+                         attack_prompts) if store is not None else ""
     for name, pipe in targets.items():
         start = time.perf_counter()
-        key = _key(engine, pipe, latents, train_prompts, token, token_id, settings, probe.eval_seeds, attack_prompts)
+        key = _key(shared, pipe) if store is not None else ""
         kept = _load(store, key, token, token_id)
         if kept is not None:
             (learned, images), evals = kept, 0
@@ -123,19 +126,27 @@ def _store(probe: Any) -> Any:
     return None if folder is None else ClassifierStore(folder, prefix="inversion")
 
 
-def _key(engine: Any, pipe: Any, latents: torch.Tensor, train_prompts: list[str], token: str, token_id: int,
-         settings: InversionSettings, eval_seeds: Any, attack_prompts: list[str]) -> str:
-    """Everything a learned token and its drawings depend on, hashed."""
-    from ..stores import fingerprint_module, stable_config
+def _shared_key(engine: Any, latents: torch.Tensor, train_prompts: list[str], token: str, token_id: int,
+                settings: InversionSettings, eval_seeds: Any, attack_prompts: list[str]) -> str:
+    """What the keys of every attacked model share: the original, the training latents, prompts, budget, drawing."""
+    from ..stores import fingerprint_module
 
-    parts = [fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder),
-             fingerprint_module(engine.original.unet), fingerprint_module(engine.original.vae),
-             stable_config(pipe.scheduler.config), hashlib.sha256(latents.numpy().tobytes()).hexdigest(),
+    parts = [fingerprint_module(engine.original.unet), fingerprint_module(engine.original.vae),
+             hashlib.sha256(latents.numpy().tobytes()).hexdigest(),
              json.dumps({"train_prompts": train_prompts, "token": token, "token_id": token_id,
                          "settings": asdict(settings), "eval_seeds": list(eval_seeds), "prompts": attack_prompts,
                          "steps": engine.num_inference_steps, "guidance": engine.guidance_scale,
                          "size": [engine.height, engine.width], "device": engine.device.type,
                          "dtype": str(engine.dtype), "image_dtype": str(engine.image_dtype)}, sort_keys=True)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _key(shared: str, pipe: Any) -> str:
+    """The key of one attacked model's token and drawings: its UNet, text encoder and scheduler, and ``shared``."""
+    from ..stores import fingerprint_module, stable_config
+
+    parts = [shared, fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder),
+             stable_config(pipe.scheduler.config)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

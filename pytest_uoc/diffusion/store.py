@@ -66,19 +66,11 @@ class SweepStore:
                 "dtype": str(engine.dtype), "cfg": engine.do_cfg,
             }
             for name in engine.family.cache_key_parts:  # SDXL: the second text encoder and its tokenizer
-                extra[name] = self._describe(getattr(engine.original, name, None))
+                extra[name] = self._cache.describe(getattr(engine.original, name, None))
             if engine.family.cache_key_parts:
                 extra["pipeline"] = {k: v for k, v in dict(engine.original.config).items() if not k.startswith("_")}
             self._state_key = self._cache.model_key(engine.original, extra)
         return self._state_key
-
-    def _describe(self, part: Any) -> str:
-        """A key part for a pipeline part: a module's fingerprint, a tokenizer's kind and size, or "none"."""
-        if part is None:
-            return "none"
-        if hasattr(part, "state_dict"):
-            return self._cache.fingerprint(part)
-        return f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}"
 
     def images_key(self) -> str:
         """The state key extended by the unlearned model's fingerprints (its finished images)."""
@@ -86,7 +78,7 @@ class SweepStore:
             unlearned = self.engine.unlearned
             parts = [self.state_key(), "finished-images", str(self.engine.image_dtype)]
             parts += [self._cache.fingerprint(m) for m in (unlearned.unet, unlearned.text_encoder)]
-            parts += [self._describe(getattr(unlearned, name, None)) for name in self.engine.family.cache_key_parts]
+            parts += [self._cache.describe(getattr(unlearned, name, None)) for name in self.engine.family.cache_key_parts]
             self._image_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
         return self._image_key
 
