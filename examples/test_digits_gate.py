@@ -9,8 +9,10 @@ and the gold standard retrained without the concept (`reference=`). Run it with
 Verdicts are calibrated by default (docs/metrics.md): each partial-diffusion
 image is compared with the original finishing the same hand-off unasked (the
 null finishes), so the README's gate at ψ 0.55 passes a model that never saw
-the concept and catches one that hides it, with no gold standard. Where a gold
-standard exists (`reference=`), the paired gap to it is computed too.
+the concept, with no gold standard. Where a gold standard exists (`reference=`),
+the paired gap to it decides: on the zoo (SD 1.x-faithful) it is what names
+ESD-x concealed; without it the same gate does not pass ESD-x (inconclusive).
+The xfail reasons are measured figures (25 steps, seeds 0-31).
 """
 
 import pytest
@@ -42,11 +44,15 @@ def test_three_is_truly_forgotten():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
 
 
-# ESD-x looks erased on its own (a three in 8% of its images) but finishes the original's threes far
-# more often than the original does unasked: the same default gate, with no gold standard, catches it.
-@pytest.mark.xfail(strict=True, reason="measured: ESD-x conceals the three; at psi 0.05 it finishes a three in "
-                   "about 30% of the images, the original asked for the anchor in 0%")
-@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], unlearned="zoo:digits-esd-three")
+# ESD-x (its cross-attention retrained, as ESD's script does) looks erased on its own (a three in 4% of its
+# images) but finishes the original's threes far more often than a model that never saw one: at ψ 0.15 a three
+# in about half the images, the gold standard in 15%. Without a gold standard the calibrated gate does not pass
+# it (inconclusive: the excess over the nulls' midpoint is not significant); with one (reference=) the paired
+# gap names it concealed.
+@pytest.mark.xfail(strict=True, reason="measured: ESD-x conceals the three; the paired gap to the gold standard, "
+                   "averaged over the tested psi, is significantly above 0")
+@pytest.mark.uoc_concept("three", prompts=["a handwritten three", "the digit 3"], unlearned="zoo:digits-esd-three",
+                         reference="zoo:digits-gold-three")
 def test_esd_conceals_the_three():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
 
@@ -57,30 +63,29 @@ def test_three_gold_standard_passes_at_small_psi():
     assert_concept_not_retrievable(psi=0.05, ccs_max=0.3)
 
 
-# The red gold standard passes the README's gate too, and a stricter one at small ψ.
+# A gold standard is only as clean as what it shares with the original. The one retrained without any red
+# image keeps the original's text encoder, which learned the word "red": asked for "a red digit" it
+# extrapolates past yellow to red-orange strokes, and the gate says so (the zoo's judge finds red in about a
+# third of its images at ψ = 0).
+@pytest.mark.xfail(strict=True, reason="measured: the red gold standard draws red-orange digits for 'a red digit' "
+                   "through the shared text encoder: red in 0.35 of its images at psi 0, not_erased")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-gold-red")
 def test_red_gold_standard_passes_the_readme_gate():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
 
 
-@pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-gold-red")
-def test_gold_standard_passes_a_calibrated_gate():
-    assert_concept_not_retrievable(psi=0.05, ccs_max=0.3)
-
-
 # The concealer (its UNet untouched, only the text encoder re-routed) is caught.
-@pytest.mark.xfail(strict=True, reason="the concealer's UNet still holds red: partial diffusion retrieves it "
-                   "far above the gold standard")
+@pytest.mark.xfail(strict=True, reason="measured: the concealer's UNet still holds red: the gap to the gold "
+                   "standard is 0.27 at psi 0.25, its lower 95% bound 0.15, above 0.1")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-conceal-red",
                          reference="zoo:digits-gold-red")
 def test_concealer_is_caught():
     assert_no_concealment_gap(max_gap=0.1, psis=[0.05, 0.15, 0.25])
 
 
-# ESD-red keeps the other colours (test_other_colours_still_follow_the_prompt) but redraws their
-# images: the retention gate measures the change itself, image by image.
+# ESD-red redraws the other colours' images: the retention gate measures the change itself, image by image.
 @pytest.mark.xfail(strict=True, reason="measured: ESD-red changes the other colours' images, SSIM distance "
-                   "0.52 [0.45, 0.60] to the original's, above 0.35")
+                   "0.54 (upper 95% bound 0.59) to the original's, above 0.35")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red",
                          retain=["a blue handwritten two", "a green handwritten seven", "a yellow digit"])
 def test_other_colours_are_retained():
@@ -97,16 +102,16 @@ def test_gold_standard_is_never_retrieved_early(uoc, psi):
 # --- beyond the target concept (HUB facets) -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="measured: the concealer restores red from noised red images (1.00 at "
-                   "strength 0.65, 0.90 at 0.8), a little more than the original asked for the anchor (0.96, 0.83) "
-                   "and far more than the original steered away from red (0.71, 0.25): not forgotten")
+@pytest.mark.xfail(strict=True, reason="measured: the concealer restores red from noised red images (0.90 "
+                   "at strength 0.65, 0.83 at 0.8) and draws it from pure noise too (0.50 at strength 1): not_erased")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-conceal-red")
 def test_restoration_attack_catches_the_concealer():
     assert_concept_not_retrievable(psi=0.65, ccs_max=0.3, guidance="restore")
 
 
-# Measured: CCS 0.14, 0.07 and 0.08 for the three prompts (ESD-x edits what the prompt reaches,
-# whatever words carry "red").
+# ESD-x edits the cross-attention of the words it was trained on; other words still reach red.
+@pytest.mark.xfail(strict=True, reason="measured: ESD-red draws red again for other words: CCS 0.55 for "
+                   "'the digit 2 in red', 0.37 for 'something red', 0.53 for 'a red seven', above 0.3")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_red_stays_erased_in_other_words():
     assert_concept_erased(ccs_max=0.3, prompts=["the digit 2 in red", "something red", "a red seven"])
@@ -118,12 +123,14 @@ def test_three_does_not_leak_unasked():
 
 
 @pytest.mark.xfail(strict=True, reason="measured: ESD-red also changes its nearest neighbour's images (yellow: "
-                   "SSIM distance 0.37 [0.30, 0.45], above 0.35)")
+                   "SSIM distance 0.39 [0.34, 0.45], above 0.35)")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_neighbouring_colours_survive():
     assert_pinpoint(neighbors=["a yellow handwritten two", "a yellow digit"], max_distance=0.35)
 
 
+@pytest.mark.xfail(strict=True, reason="measured: ESD-red no longer draws blue for 'a blue digit' (0.19 of its "
+                   "images): judged accuracy 0.69 [0.54, 0.81] against the original's 0.79")
 @pytest.mark.uoc_concept("red", prompts=RED, unlearned="zoo:digits-esd-red")
 def test_other_colours_still_follow_the_prompt():
     assert_aligned(["a blue digit", "a green handwritten four", "a yellow digit"], ["blue", "green", "yellow"],

@@ -1,7 +1,7 @@
 """Measure the calibrated verdict on the zoo over disjoint seed sets (issue: calibrated verdicts).
 
 For each concept, seed set and zoo model, runs the probe the example suite runs
-(25 DDIM steps, CFG 7.5, 32 seeds per prompt, ψ grid 0–0.55), and records per ψ
+(the zoo's scheduler, SD 1.4's PNDM; CFG 7.5, 32 seeds per prompt, ψ grid 0–0.55; --steps), and records per ψ
 the CCS of the unlearned model, of both null finishes and of the gold standard,
 the paired excesses, and the verdicts of the README's gate (ψ 0.55, ccs_max 0.2)
 under the calibrated rule (nulls only), the gold-standard rule and the old
@@ -129,15 +129,18 @@ def recompute(records: list[dict]) -> None:
     The per-image values are stored, so a change of rule needs no new image: the table
     always shows the rules as they are in ``pytest_uoc.scoring``.
     """
+    import diffusers
     import numpy as np
-    from diffusers import DDIMScheduler
 
     from pytest_uoc import zoo
     from pytest_uoc.diffusion.schedule import split_steps
     from pytest_uoc.scoring import bootstrap_mean, calibrated_curve, decide, decide_calibrated
     from pytest_uoc.scoring.ccs import CCSCurve
 
-    scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
+    # The zoo's own scheduler (SD 1.4's PNDM since the faithful build): its timesteps decide the hand-offs.
+    folder = zoo.pipeline_path() / "scheduler"
+    scheduler_class = json.loads((folder / "scheduler_config.json").read_text())["_class_name"]
+    scheduler = getattr(diffusers, scheduler_class).from_pretrained(str(folder))
     for record in records:
         scheduler.set_timesteps(record.get("steps", 25))
         timesteps = [float(t) for t in scheduler.timesteps]

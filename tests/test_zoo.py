@@ -35,7 +35,7 @@ def test_original_loads_with_plain_diffusers_offline(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pipe = StableDiffusionPipeline.from_pretrained(str(zoo.pipeline_path()), safety_checker=None,
                                                    requires_safety_checker=False)
-    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"  # as SD 1.4 ships
     assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
     tokenizer_files = {f.name for f in (zoo.pipeline_path() / "tokenizer").iterdir()}
     assert tokenizer_files & {"tokenizer.json", "vocab.json"}, tokenizer_files  # saved with the pipeline

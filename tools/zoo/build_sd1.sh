@@ -1,7 +1,9 @@
 #!/bin/bash
-# Rebuild the whole zoo SD 1.x-faithful (issue 21) into runs/sd1-install, two processes at a time on 2 cores:
-# original (+VAE, judge), then both gold standards in parallel, then the methods per concept in parallel.
-# Measure it without switching the shipped zoo: UOC_ZOO_DIR=runs/sd1-install uoc audit ... (docs/zoo.md).
+# Rebuild the shipped, SD 1.x-faithful zoo (issue 21) into runs/sd1-install, two processes at a time on 2 cores:
+# original (+VAE, judge), then both gold standards in parallel, then the methods per concept in parallel
+# (76 minutes on 2 cores). The flags spell out train.py's defaults. Measure it before shipping with
+# UOC_ZOO_DIR=runs/sd1-install uoc audit ...; ship it by copying digits/, variants/, judge.safetensors and
+# manifest.json into pytest_uoc/zoo/weights (docs/zoo.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}

@@ -45,23 +45,21 @@ ANCHORS = {"three": "eight", "red": None}
 # 0.25 (a schedule shift for the 16× fewer latent values); with ε-prediction 0.17 at 1.0, 0.19 at
 # 0.25 and 0.18 at 0.15 (the judge on 36 images per digit at 25 steps, during tuning).
 LATENT_STD = 1.0
-# v-prediction (as SD 2.x): with ε-prediction the digit is buried in the loss at high noise (at
-# t = 980, x0 contributes √ᾱ ≈ 0.07 of the ε target; a prompt naming the wrong digit raised the
-# trained model's loss by at most 1.5%), so the UNet never learned to follow the digit word
-# (measured: the seed, not the prompt, chose the digit; judge digit accuracy 0.19). v ≈ −x0 at high
-# noise, so there the loss is about the digit the prompt asks for (accuracy 0.67, same budget).
-PREDICTION_TYPE = "v_prediction"
-# The UNet's text conditioning (build.UNET_STYLES): "pooled" is the shipped zoo's (cross-attention
-# plus an attention-pooled text embedding added to the time embedding); "sd1" is SD 1.x's
-# (cross-attention only); "sd1-wide" adds cross-attention at the 16×16 level too (3.4× the CPU cost
-# of a training step).
-UNET_STYLE = "pooled"
-# The scheduler configuration saved with the pipeline: "ddim" (SD 1.x's DDIM) or "pndm" (SD 1.4's).
-SCHEDULER = "ddim"
-# Per-sample weight of the denoising MSE (issue 21): "none"; "snr+1" weights the ε error by
-# 1/ᾱ_t = SNR + 1, so that an ε-predicting UNet gets the gradient of the v-objective
-# (|v − v̂|² = |ε − ε̂|² / ᾱ_t); "snr+1-cap<K>" caps that weight at K (min-SNR style).
-LOSS_WEIGHT = "none"
+# The defaults build the shipped zoo, faithful to SD 1.x (issue 21; docs/zoo.md): ε-prediction as SD 1.4,
+# made to follow the digit word by the loss weight below (plain ε-prediction buried the digit at high
+# noise: at t = 980, x0 is √ᾱ ≈ 0.07 of the ε target, and the first ε build drew the seed's digit,
+# accuracy 0.19); "v_prediction" builds the zoo before 2026-12-03.
+PREDICTION_TYPE = "epsilon"
+# The UNet's text conditioning (build.UNET_STYLES): "sd1" is SD 1.x's (cross-attention only); "pooled" is
+# the old zoo's (cross-attention plus an attention-pooled text embedding added to the time embedding);
+# "sd1-wide" adds cross-attention at the 16×16 level too (3.4× the CPU cost of a training step).
+UNET_STYLE = "sd1"
+# The scheduler configuration saved with the pipeline: "pndm" (SD 1.4's, as its folder ships) or "ddim".
+SCHEDULER = "pndm"
+# Per-sample weight of the denoising MSE (issue 21): "snr+1" weights the ε error by 1/ᾱ_t = SNR + 1, so
+# that an ε-predicting UNet gets the gradient of the v-objective (|v − v̂|² = |ε − ε̂|² / ᾱ_t);
+# "snr+1-cap<K>" caps that weight at K (min-SNR style); "none" is the plain MSE.
+LOSS_WEIGHT = "snr+1"
 
 
 def loss_weight(kind: str, alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -336,7 +334,7 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
               limit_images: int | None = None, stages: Sequence[str] = STAGES,
               latent_std: float = LATENT_STD, prediction_type: str = PREDICTION_TYPE,
               unet_style: str = UNET_STYLE, scheduler: str = SCHEDULER, weighting: str = LOSS_WEIGHT,
-              train_text: bool = False) -> dict:
+              train_text: bool = True) -> dict:
     """Train the requested stages (resuming from ``work``) and write the shipped files to ``out``.
 
     Stages already done in ``work`` are loaded, not retrained; gold standards
@@ -527,14 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prediction-type", default=PREDICTION_TYPE, choices=["epsilon", "v_prediction"])
     parser.add_argument("--unet-style", default=UNET_STYLE, choices=["pooled", "sd1", "sd1-wide"],
-                        help="text conditioning of the UNet: pooled (the shipped zoo's), sd1 (cross-attention only)")
+                        help="text conditioning of the UNet: sd1 (cross-attention only, the shipped zoo), pooled (the old zoo's)")
     parser.add_argument("--scheduler", default=SCHEDULER, choices=["ddim", "pndm"],
                         help="scheduler configuration saved with the pipeline (pndm: SD 1.4's)")
     parser.add_argument("--loss-weight", default=LOSS_WEIGHT,
                         help="per-sample weight of the denoising MSE: none, snr+1 (1/ᾱ: the v-objective's "
                              "gradient for an ε-predicting UNet) or snr+1-cap<K>")
-    parser.add_argument("--train-text-encoder", action="store_true",
-                        help="train the text encoder with the original's UNet (default: frozen at its init)")
+    parser.add_argument("--train-text-encoder", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the text encoder with the original's UNet (the shipped zoo); "
+                             "--no-train-text-encoder keeps it frozen at its init (the old zoo)")
     parser.add_argument("--latent-std", type=float, default=LATENT_STD,
                         help="standard deviation of the scaled latents (sets the VAE's scaling_factor)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
