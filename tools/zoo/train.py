@@ -491,6 +491,24 @@ def run_method(method: str, *, pipe: Any, ctx: methods.TrainingContext, pool: me
     raise ValueError(f"unknown method {method!r}")
 
 
+def write_as_esd_script(src: Path, original: dict[str, torch.Tensor], target: Path) -> bool:
+    """Write an ESD-x UNet as ESD's diffusers script saves it: only its trained tensors.
+
+    ESD's ``esd-x`` trains the Linear layers of the cross-attention (``attn2``) and saves just
+    those (a safetensors of about 10% of the UNet's tensors; the plugin loads it as ``partial``).
+    Only when every other tensor is the original's (true on the SD 1.x-style UNet; the old pooled
+    UNet's ESD-x also edited the pooled path): returns False and writes nothing otherwise.
+    """
+    from safetensors.torch import load_file, save
+
+    state = load_file(str(src))
+    trained = {k for k in state if ".attn2." in k and k.rsplit(".", 1)[-1] in ("weight", "bias")}
+    if any(not torch.equal(v, original[k]) for k, v in state.items() if k not in trained):
+        return False
+    atomic_write_bytes(target, save({k: state[k].contiguous() for k in sorted(trained)}))
+    return True
+
+
 def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
     """Write the shipped files: the pipeline folder, variant weights, the judge, the manifest."""
     staging = out.with_name(out.name + ".staging")
@@ -500,11 +518,15 @@ def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
     half = copy.deepcopy(pipe).to(torch.float16)
     half.save_pretrained(str(staging / "digits"), safe_serialization=True)
     (staging / "variants").mkdir()
+    base = {k: v.half() for k, v in pipe.unet.state_dict().items()}
     for concept in concepts:
         for method in METHODS:
             src = work / f"digits-{method}-{concept}.safetensors"
             suffix = ".text_encoder.safetensors" if method == "conceal" else ".safetensors"
-            shutil.copy(src, staging / "variants" / f"digits-{method}-{concept}{suffix}")
+            target = staging / "variants" / f"digits-{method}-{concept}{suffix}"
+            if method == "esd" and write_as_esd_script(src, base, target):
+                continue
+            shutil.copy(src, target)
     shutil.copy(work / "judge.safetensors", staging / "judge.safetensors")
     shutil.copy(work / "manifest.json", staging / "manifest.json")
     if out.exists():
