@@ -43,7 +43,8 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_concealer_is_caught"]["gate"] == "no_gap"
     assert rows["test_concealer_is_caught"]["value"] > rows["test_concealer_is_caught"]["limit"] == 0.1
     assert rows["test_restoration_attack_catches_the_concealer"]["outcome"] == "xfailed"
-    assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] in ("concealed", "inconclusive")
+    # the red concealer draws red from pure noise too (0.50 at strength 1): not_erased before any restoration
+    assert rows["test_restoration_attack_catches_the_concealer"]["verdict"] == "not_erased"
     assert rows["test_red_stays_erased_in_other_words"]["outcome"] == "xfailed"
     assert rows["test_other_colours_are_retained"]["outcome"] == "xfailed"
     assert rows["test_neighbouring_colours_survive"]["outcome"] == "xfailed"
