@@ -44,9 +44,9 @@ def test_three_is_truly_forgotten():
     assert_concept_not_retrievable(psi=0.55, ccs_max=0.2)
 
 
-# ESD-x (its cross-attention retrained, as ESD's script does) looks erased on its own (a three in 4% of its
-# images) but finishes the original's threes far more often than a model that never saw one: at ψ 0.15 a three
-# in about half the images, the gold standard in 15%. Without a gold standard the calibrated gate does not pass
+# ESD-x (its cross-attention retrained, as ESD's script does) looks erased on its own (CCS 0.04 at ψ = 0)
+# but finishes the original's threes far more often than a model that never saw one: at ψ 0.15 a three in
+# 0.66 of the images, the gold standard in 0.19. Without a gold standard the calibrated gate does not pass
 # it (inconclusive: the excess over the nulls' midpoint is not significant); with one (reference=) the paired
 # gap names it concealed.
 @pytest.mark.xfail(strict=True, reason="measured: ESD-x conceals the three; the paired gap to the gold standard, "
