@@ -172,7 +172,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str,
         "",
         f"    {command}",
         "",
-        f"{args.steps} DDIM steps, guidance 7.5, {args.seeds} seeds per prompt ({half} train the domain "
+        f"{args.steps} steps of the zoo's scheduler (SD 1.4's PNDM), guidance 7.5, {args.seeds} seeds per prompt ({half} train the domain "
         f"classifier, {half} score every number below), measured in {seconds / 60:.1f} minutes. "
         "Cells give the mean and the gate's outcome with pytest-uoc's assertion at the limits "
         f"(ccs_max {args.ccs_max}, max_excess {args.max_excess}, max_distance {args.max_distance}, "
