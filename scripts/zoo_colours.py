@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from pytest_uoc import zoo
+from pytest_uoc.judges import zoo_digit_judge
 
 CASES = (("original", "a red handwritten two"), ("original", "a yellow handwritten two"),
          ("gold standard (red)", "a red handwritten two"), ("gold standard (red)", "a red digit"))
@@ -23,6 +24,7 @@ def main() -> None:
     original = zoo.load("digits")
     models = {"original": original, "gold standard (red)": zoo.load("digits-gold-red", original=original)}
     judge = zoo.load_judge()
+    is_red = zoo_digit_judge("red", model=judge)
     for name, prompt in CASES:
         generators = [torch.Generator().manual_seed(1000 + i) for i in range(16)]
         images = models[name]([prompt] * 16, num_inference_steps=25, guidance_scale=7.5, generator=generators,
@@ -31,7 +33,7 @@ def main() -> None:
             probabilities = judge(images)[1].softmax(1)
         stroke = images.max(1).values > 0.4
         colour = [float(((images[:, k] * stroke).sum((1, 2)) / stroke.sum((1, 2))).mean()) for k in range(3)]
-        red = float((probabilities.argmax(1) == 0).float().mean())
+        red = float(is_red(images).float().mean())
         print(f"{name:20s} {prompt!r:28s} judge probabilities {[round(v, 2) for v in probabilities.mean(0).tolist()]} "
               f"called red {red:.2f}  stroke RGB {[round(v, 2) for v in colour]}")
 

@@ -26,7 +26,7 @@ def original():
 
 
 @pytest.fixture(scope="module")
-def esd(original) -> dict[str, torch.Tensor]:
+def esd() -> dict[str, torch.Tensor]:
     """The zoo's ESD-x UNet (digits-esd-three) as a complete diffusers state dict.
 
     The zoo ships it as ESD's script saves it (only the cross-attention's trained tensors); the

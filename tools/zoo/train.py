@@ -501,8 +501,10 @@ def write_as_esd_script(src: Path, original: dict[str, torch.Tensor], target: Pa
     """
     from safetensors.torch import load_file, save
 
+    from pytest_uoc.diffusion.checkpoints import module_family
+
     state = load_file(str(src))
-    trained = {k for k in state if ".attn2." in k and k.rsplit(".", 1)[-1] in ("weight", "bias")}
+    trained = {k for k in state if module_family(k) == "cross-attention"}
     if any(not torch.equal(v, original[k]) for k, v in state.items() if k not in trained):
         return False
     atomic_write_bytes(target, save({k: state[k].contiguous() for k in sorted(trained)}))
