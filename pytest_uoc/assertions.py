@@ -19,7 +19,17 @@ from typing import Any
 
 import pytest
 
-from .gates import GateResult, aligned, erased, gap, leakage, pinpoint, retained, retrievable
+from .gates import (
+    GateResult,
+    aligned,
+    attacked,
+    erased,
+    gap,
+    leakage,
+    pinpoint,
+    retained,
+    retrievable,
+)
 from .session import CURRENT_REQUEST, run_gate
 
 __all__ = [
@@ -35,7 +45,11 @@ __all__ = [
 ]
 
 #: Accepted values of ``assert_concept_not_retrievable(guidance=...)``.
-GUIDANCES = ("partial", "restore")
+GUIDANCES = ("partial", "restore", "inversion", "prompt_attack")
+#: Keys of ``budget=`` per learned attack (``attacks.inversion.InversionSettings``,
+#: ``attacks.prompt_search.PromptSearchSettings``).
+ATTACK_BUDGETS = {"inversion": ("steps", "lr", "batch_size", "seed"),
+                  "prompt_attack": ("steps", "tokens", "lr", "batch_size", "seed")}
 
 
 def current_probe(probe: Any = None) -> Any:
@@ -107,6 +121,7 @@ def assert_concept_not_retrievable(
     probe: Any = None,
     guidance: str = "partial",
     reference_images: Any = None,
+    budget: Any = None,
 ) -> Any:
     """Fail unless the concept is *forgotten*: CCS stays below ``ccs_max`` at every ψ ≤ ``psi``.
 
@@ -122,9 +137,71 @@ def assert_concept_not_retrievable(
     strength ≥ ``psi`` (strength 1: the unlearned model alone; lower strengths
     keep more of the reference). The references are the original's images of
     the concept, or ``reference_images`` (a tensor N×3×H×W in [0, 1] or image files).
+
+    ``guidance="inversion"``: concept inversion (Pham et al. 2023). A token
+    embedding is learned against the unlearned model, the original and (with
+    ``--uoc-reference``) the gold standard, each frozen, on the original's images
+    of the concept (training seeds); each draws with its own token on the scoring
+    seeds. With a gold standard the paired gap decides (concealed when its interval
+    is above 0, forgotten when within ``ccs_max``), else the unlearned model's share
+    against ``ccs_max``; the attack must bring the concept back from the original
+    (else inconclusive). ``psi`` does not apply. ``budget``: a dict with any of
+    ``steps`` (300), ``lr`` (0.005), ``batch_size`` (8), ``seed`` (the probe's).
+    Returns an ``AttackVerdict``. SD 1.x/2.x pipelines only.
+
+    ``guidance="prompt_attack"``: adversarial prompt search (UnlearnDiffAtk): real
+    tokens prepended to each concept prompt, searched against each model with its
+    own denoising loss on the original's images of that prompt; decided by the same
+    rule. ``budget`` keys: ``steps`` (40), ``tokens`` (5), ``lr`` (0.1),
+    ``batch_size`` (4), ``seed``. The found prompts are in the report.
     """
     __tracebackhide__ = True
+    _check_guidance(guidance)
+    if guidance in ATTACK_BUDGETS:
+        return _not_attackable(guidance, ccs_max, crs_max, probe, reference_images, budget)
+    if budget is not None:
+        raise ValueError(f"budget is for guidance='inversion' or 'prompt_attack' (the attack's budget), got "
+                         f"budget={budget!r} with guidance={guidance!r}")
     return _not_retrievable(psi, ccs_max, crs_max, probe, guidance, reference_images, "not_retrievable")
+
+
+def _check_guidance(guidance: Any) -> None:
+    if guidance not in GUIDANCES:
+        raise ValueError(
+            f"guidance must be 'partial' (partial diffusion), 'restore' (img2img from noised reference "
+            f"images), 'inversion' (concept inversion) or 'prompt_attack' (adversarial prompt search), got {guidance!r}"
+        )
+
+
+def attack_settings(attack: str, budget: Any, seed: int) -> Any:
+    """``budget`` (None or a dict of the attack's ``ATTACK_BUDGETS`` keys) as its settings; the seed defaults to ``seed``."""
+    from .attacks.inversion import InversionSettings
+    from .attacks.prompt_search import PromptSearchSettings
+
+    keys = ATTACK_BUDGETS[attack]
+    if budget is None:
+        budget = {}
+    if not isinstance(budget, dict):
+        raise TypeError(f"budget must be a dict with keys among {', '.join(keys)}, got {type(budget).__name__}")
+    unknown = sorted(set(budget) - set(keys))
+    if unknown:
+        raise ValueError(f"budget: unknown key(s) {', '.join(map(repr, unknown))} for guidance={attack!r}; "
+                         f"expected some of {', '.join(keys)}")
+    kind = InversionSettings if attack == "inversion" else PromptSearchSettings
+    return kind(**{"seed": seed, **budget})
+
+
+def _not_attackable(attack: str, ccs_max: Any, crs_max: Any, probe: Any, reference_images: Any, budget: Any) -> Any:
+    __tracebackhide__ = True
+    ccs_max = _check_limit("ccs_max", ccs_max)
+    if crs_max is not None:
+        raise ValueError(f"crs_max applies to partial diffusion only; drop it with guidance={attack!r}")
+    if reference_images is not None:
+        raise ValueError(f"reference_images is for guidance='restore'; guidance={attack!r} learns from the "
+                         "original's images of the concept")
+    probe = current_probe(probe)
+    settings = attack_settings(attack, budget, probe.settings.seed)
+    return _run(probe, lambda: attacked.evaluate(probe, attack, ccs_max, settings)).verdict
 
 
 def _not_retrievable(psi: Any, ccs_max: Any, crs_max: Any, probe: Any, guidance: str, reference_images: Any,
@@ -134,11 +211,7 @@ def _not_retrievable(psi: Any, ccs_max: Any, crs_max: Any, probe: Any, guidance:
     ccs_max = _check_limit("ccs_max", ccs_max)
     if crs_max is not None:
         crs_max = _check_limit("crs_max", crs_max)
-    if guidance not in GUIDANCES:
-        raise ValueError(
-            f"guidance must be 'partial' (partial diffusion) or 'restore' (img2img from noised reference "
-            f"images), got {guidance!r}"
-        )
+    _check_guidance(guidance)
     if guidance == "restore":
         if crs_max is not None:
             raise ValueError("crs_max applies to partial diffusion only; drop it with guidance='restore'")

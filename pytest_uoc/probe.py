@@ -32,6 +32,8 @@ from .units import DEFAULT_PSIS, IMAGES_DIFFER_TOLERANCE, check_psi, check_stren
 if TYPE_CHECKING:
     from .attacks.inversion import InversionSettings
     from .attacks.inversion_probe import InversionResult
+    from .attacks.prompt_search import PromptSearchSettings
+    from .attacks.prompt_search_probe import PromptAttackResult
     from .judges import Judge
     from .scoring import (
         CalibratedCurve,
@@ -146,6 +148,7 @@ class Probe:
         self._warned_idle = False
         self._backbone_weights: BackboneWeights | None = None
         self._inversions: dict[InversionSettings, InversionResult] = {}
+        self._prompt_attacks: dict[PromptSearchSettings, PromptAttackResult] = {}
 
     @property
     def budget_seeds(self) -> list[int]:
@@ -779,6 +782,19 @@ class Probe:
         if settings not in self._inversions:
             self._inversions[settings] = run_inversion(self, settings)
         return self._inversions[settings]
+
+    def prompt_attack(self, settings: PromptSearchSettings | None = None) -> PromptAttackResult:
+        """Adversarial prompt search (``attacks.prompt_search``) against the unlearned model, original and gold standard.
+
+        Computed once per settings for this probe; see ``attacks.prompt_search_probe.run_prompt_attack``.
+        """
+        from .attacks.prompt_search import PromptSearchSettings
+        from .attacks.prompt_search_probe import run_prompt_attack
+
+        settings = settings or PromptSearchSettings(seed=self.settings.seed)
+        if settings not in self._prompt_attacks:
+            self._prompt_attacks[settings] = run_prompt_attack(self, settings)
+        return self._prompt_attacks[settings]
 
     def summary(self) -> dict[str, Any]:
         """Everything computed so far, for reports."""

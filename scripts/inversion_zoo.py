@@ -5,7 +5,9 @@
 For each unlearned model: the attack against it, the original and (``--reference``, default the concept's
 gold standard) the gold standard, each with its own learned token, scored by the zoo's judge on the scoring
 seeds (the second half of ``--seeds``). Prints one table row per model and writes ``--out`` (JSON).
-The gate that decides from these shares needs a measured null (docs/attacks.md); this measures it.
+Also prints the gate's verdict (``scoring.attack_verdict.decide_attack``) with the gold standard (paired gap)
+and without it (the unlearned model's share against ``--ccs-max``); the JSON keeps each model's per-drawing
+values. With ``--cache`` the tokens and drawings are kept: a re-run only scores them again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> int:
     from pytest_uoc.diffusion import PartialDiffusion
     from pytest_uoc.judges import zoo_digit_judge
     from pytest_uoc.probe import Probe, ProbeSettings
+    from pytest_uoc.scoring.attack_verdict import decide_attack
     from pytest_uoc.zoo import world
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,8 +46,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--attack-steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--attack-seed", type=int, default=0, help="seed of the attack's own draws (timesteps, noise)")
+    parser.add_argument("--ccs-max", type=float, default=0.2, help="the gate's ccs_max (default: its default, 0.2)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder keeping learned tokens and drawings (the original's and the gold standard's are "
+                             "then learned once for all models)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,28 +60,44 @@ def main() -> int:
     original = zoo.load("digits")
     reference = None if reference_name == "none" else zoo.load(reference_name, original=original)
     prompts = tuple(world.concept_prompts(args.concept))
-    settings = InversionSettings(steps=args.attack_steps, lr=args.lr)
+    settings = InversionSettings(steps=args.attack_steps, lr=args.lr, seed=args.attack_seed)
     rows = []
     print(f"concept {args.concept}, seeds {args.seeds[0]}-{args.seeds[-1]}, {args.steps} steps, attack "
           f"{settings.steps} steps lr {settings.lr}; share of drawings the zoo judge finds the concept in")
-    print(f"{'model':<24} {'unlearned':>22} {'original':>22} {'reference':>22} {'s':>6}")
+    print(f"{'model':<24} {'unlearned':>22} {'original':>22} {'reference':>22} {'s':>6}  "
+          f"{'with gold':>12} {'without':>12}")
     for name in args.models:
         start = time.perf_counter()
-        unlearned = zoo.load(name, original=original)
+        unlearned = original if name == "digits" else zoo.load(name, original=original)
 
         def engine(other):
             return PartialDiffusion(original, other, num_inference_steps=args.steps, batch_size=64)
 
-        probe = Probe(Concept(args.concept, prompts), engine(unlearned), ProbeSettings(seeds=args.seeds),
+        probe = Probe(Concept(args.concept, prompts), engine(unlearned), ProbeSettings(seeds=args.seeds,
+                      classifier_cache=None if args.cache is None else str(args.cache)),
                       judge=zoo_digit_judge(args.concept),
                       reference_engine=engine(reference) if reference is not None else None)
         result = probe.inversion(settings)
-        row = {"model": name, **result.to_dict(), "seconds": round(time.perf_counter() - start, 1)}
+        # The gate's rule with the gold standard (paired gap) and without it (the share against ccs_max).
+        verdicts = {"with_reference": None if reference is None else decide_attack(
+                        "inversion", result.values["unlearned"], result.values["original"],
+                        result.values["reference"], ccs_max=args.ccs_max, seed=settings.seed),
+                    "without_reference": decide_attack("inversion", result.values["unlearned"],
+                                                       result.values["original"], ccs_max=args.ccs_max,
+                                                       seed=settings.seed)}
+        row = {"model": name, **result.to_dict(), "seconds": round(time.perf_counter() - start, 1),
+               "from_cache": {m: t.from_cache for m, t in result.tokens.items()},
+               "verdicts": {k: None if v is None else v.to_dict() for k, v in verdicts.items()},
+               "values": {m: [float(x) for x in v] for m, v in result.values.items()}}
         rows.append(row)
         cells = [str(result.share(m)) if m in result.values else "-" for m in ("unlearned", "original", "reference")]
-        print(f"{name:<24} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {row['seconds']:>6}", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+        kinds = [v.kind if v is not None else "-" for v in verdicts.values()]
+        print(f"{name:<24} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {row['seconds']:>6}  "
+              f"{kinds[0]:>12} {kinds[1]:>12}", flush=True)
+        if args.out:  # after every model, atomically: a stopped run keeps what it measured
+            partial = args.out.with_name(args.out.name + ".tmp")
+            partial.write_text(json.dumps(rows, indent=1))
+            partial.replace(args.out)
     return 0
 
 

@@ -558,7 +558,7 @@ def test_bad_facet_arguments_are_clear(pytester: pytest.Pytester) -> None:
         def test_bad():
             with pytest.raises(ValueError, match=r"psi must be in \\[0.0, 1.0\\], got 1.5"):
                 assert_concept_not_retrievable(psi=1.5, guidance="restore")
-            with pytest.raises(ValueError, match="guidance must be 'partial'.*or 'restore'.*got 'img2img'"):
+            with pytest.raises(ValueError, match="guidance must be 'partial'.*'restore'.*'inversion'.*got 'img2img'"):
                 assert_concept_not_retrievable(psi=0.5, guidance="img2img")
             with pytest.raises(ValueError, match="crs_max applies to partial diffusion only"):
                 assert_concept_not_retrievable(psi=0.5, crs_max=0.5, guidance="restore")

@@ -52,7 +52,7 @@ class FakeProbe:
         self.labels = labels or {"unlearned": model, "original": "zoo:digits"}
         self.model = model
         self.cost = Cost(sweeps=1, unet_evals=10, unlearned_unet_evals=5, seconds={"sweeps": 0.5})
-        self.settings = SimpleNamespace(backbone="resnet18", accuracy_floor=0.75, psis=tuple(CURVES[model]))
+        self.settings = SimpleNamespace(backbone="resnet18", accuracy_floor=0.75, psis=tuple(CURVES[model]), seed=0)
         self.heldout_accuracy = 0.95
 
     def use_judge(self, judge, key=None):
@@ -125,6 +125,39 @@ class FakeProbe:
     def alignment(self, prompts, expected, judge):
         a = 0.4 if self.model == "concealer" else 0.97
         return JudgedAccuracy(est(a, 0.02, 32), {p: a for p in prompts}, "given", 0.98)
+
+    judge = None
+    concept_scorer = "concept classifier"
+
+    def inversion(self, settings=None):
+        """Known shares after concept inversion: the concealer 0.7, the forgetter 0.03, the original 0.9."""
+        from pytest_uoc.attacks.inversion import InversionSettings, LearnedToken
+        from pytest_uoc.attacks.inversion_probe import InversionResult
+
+        settings = settings or InversionSettings()
+        n = 64
+        result = InversionResult(settings, "sks", ["a handwritten sks"], list(range(n)))
+        for name, share in {"unlearned": 0.7 if self.model == "concealer" else 0.03, "original": 0.9}.items():
+            result.tokens[name] = LearnedToken("sks", 42, torch.zeros(4), (0.5, 0.2),
+                                               settings.steps * settings.batch_size, 0.1)
+            result.values[name] = (np.arange(n) < share * n).astype(float)
+            result.images[name] = torch.zeros(n, 3, 16, 16, dtype=torch.uint8)
+        return result
+
+    def prompt_attack(self, settings=None):
+        """Known shares after prompt search: the concealer 0.6, the forgetter 0.02, the original 0.8."""
+        from pytest_uoc.attacks.prompt_search import FoundPrompt, PromptSearchSettings
+        from pytest_uoc.attacks.prompt_search_probe import PromptAttackResult
+
+        settings = settings or PromptSearchSettings()
+        n = 64
+        prompt = self.concept.prompts[0]
+        result = PromptAttackResult(settings, [prompt], list(range(n)))
+        for name, share in {"unlearned": 0.6 if self.model == "concealer" else 0.02, "original": 0.8}.items():
+            result.found[name] = [FoundPrompt(prompt, f"zx qq {prompt}", (7, 8), (0.5, 0.3), 0.3, 10, 0.1, True)]
+            result.values[name] = (np.arange(n) < share * n).astype(float)
+            result.images[name] = torch.zeros(n, 3, 16, 16, dtype=torch.uint8)
+        return result
 '''
 
 #: The ``uoc`` fixture handing out a ``FakeProbe`` of the marker's concept and ``model`` keyword (conftest source).
