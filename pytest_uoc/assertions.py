@@ -45,11 +45,7 @@ __all__ = [
 ]
 
 #: Accepted values of ``assert_concept_not_retrievable(guidance=...)``.
-GUIDANCES = ("partial", "restore", "inversion", "prompt_attack")
-#: Keys of ``budget=`` per learned attack (``attacks.inversion.InversionSettings``,
-#: ``attacks.prompt_search.PromptSearchSettings``).
-ATTACK_BUDGETS = {"inversion": ("steps", "lr", "batch_size", "seed"),
-                  "prompt_attack": ("steps", "tokens", "lr", "batch_size", "seed")}
+GUIDANCES = ("partial", "restore", *attacked.ATTACKS)
 
 
 def current_probe(probe: Any = None) -> Any:
@@ -157,7 +153,7 @@ def assert_concept_not_retrievable(
     """
     __tracebackhide__ = True
     _check_guidance(guidance)
-    if guidance in ATTACK_BUDGETS:
+    if guidance in attacked.ATTACKS:
         return _not_attackable(guidance, ccs_max, crs_max, probe, reference_images, budget)
     if budget is not None:
         raise ValueError(f"budget is for guidance='inversion' or 'prompt_attack' (the attack's budget), got "
@@ -173,24 +169,6 @@ def _check_guidance(guidance: Any) -> None:
         )
 
 
-def attack_settings(attack: str, budget: Any, seed: int) -> Any:
-    """``budget`` (None or a dict of the attack's ``ATTACK_BUDGETS`` keys) as its settings; the seed defaults to ``seed``."""
-    from .attacks.inversion import InversionSettings
-    from .attacks.prompt_search import PromptSearchSettings
-
-    keys = ATTACK_BUDGETS[attack]
-    if budget is None:
-        budget = {}
-    if not isinstance(budget, dict):
-        raise TypeError(f"budget must be a dict with keys among {', '.join(keys)}, got {type(budget).__name__}")
-    unknown = sorted(set(budget) - set(keys))
-    if unknown:
-        raise ValueError(f"budget: unknown key(s) {', '.join(map(repr, unknown))} for guidance={attack!r}; "
-                         f"expected some of {', '.join(keys)}")
-    kind = InversionSettings if attack == "inversion" else PromptSearchSettings
-    return kind(**{"seed": seed, **budget})
-
-
 def _not_attackable(attack: str, ccs_max: Any, crs_max: Any, probe: Any, reference_images: Any, budget: Any) -> Any:
     __tracebackhide__ = True
     ccs_max = _check_limit("ccs_max", ccs_max)
@@ -200,7 +178,7 @@ def _not_attackable(attack: str, ccs_max: Any, crs_max: Any, probe: Any, referen
         raise ValueError(f"reference_images is for guidance='restore'; guidance={attack!r} learns from the "
                          "original's images of the concept")
     probe = current_probe(probe)
-    settings = attack_settings(attack, budget, probe.settings.seed)
+    settings = attacked.attack_settings(attack, budget, probe.settings.seed)
     return _run(probe, lambda: attacked.evaluate(probe, attack, ccs_max, settings)).verdict
 
 

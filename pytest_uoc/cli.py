@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import (
     OPTIONS,
@@ -72,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
                             "are the prompts with these removed)")
     audit.add_argument("--psi", default="0.55", help="largest ψ the gate checks (default 0.55)")
     audit.add_argument("--ccs-max", default="0.2", help="CCS limit (default 0.2)")
+    audit.add_argument("--attack", action="append", default=None, choices=("inversion", "prompt_attack"),
+                       help="also run a learned recovery attack at its default budget (repeatable): inversion "
+                            "(concept inversion) or prompt_attack (adversarial prompt search); docs/attacks.md")
+    audit.add_argument("--attack-steps", type=int, default=None, metavar="N",
+                       help="the --attack budget's steps (default: each attack's own, 300 and 40)")
     audit.add_argument("--cache-clear", action="store_true", help="clear the persistent cache first")
     audit.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                        help="a progress line on stderr: auto (when stderr is a terminal), always, never")
@@ -232,6 +238,10 @@ def audit_one(args: argparse.Namespace, *, dry_run: bool = False) -> int:
         except SettingError as exc:
             return _fail(f"{flag} = {raw!r}: {exc}")
     psi, ccs_max = limits["--psi"], limits["--ccs-max"]
+    steps = getattr(args, "attack_steps", None)
+    if steps is not None and (steps < 1 or not getattr(args, "attack", None)):
+        return _fail(f"--attack-steps = {steps}: expected an integer >= 1, with --attack naming the attack"
+                     if steps < 1 else "--attack-steps needs --attack inversion or --attack prompt_attack")
     try:
         out = Path(check_output_dir(args.out))
     except SettingError as exc:
@@ -331,6 +341,7 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
     curve = verdict.ccs_curve if verdict.ccs_curve is not None else probe.ccs_curve(probe.verdict_grid(psi))
     heldout = probe.heldout_accuracy
     gap = probe.concealment_gap(curve.psis) if reference_pipe is not None else None
+    attacks = _attacks(args, probe, ccs_max, progress)
     progress.set("writing the plot and image grid")
     images = probe.images(curve.psis)
     progress.close()
@@ -367,6 +378,19 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
 
         print(judge_line(verdict.judge))
     print(f"verdict: {verdict.kind.upper()}: {verdict.reason}")
+    if attacks:  # the partial-diffusion gate's entry first, so the report's deciding gate is the first that failed
+        from .gates._common import verdict_checks
+        from .rows import GateEntry
+
+        row.gates.append(GateEntry.of("not_retrievable", verdict_checks(verdict, curve, ccs_max),
+                                      passed=verdict.passed))
+    for attack, result in attacks:
+        row.apply(result.row)
+        print(f"attack {attack}: {result.verdict.kind.upper()}: {result.verdict.reason}")
+        if not result.passed:
+            print("\n".join(result.message.splitlines()[1:]))
+    passed = verdict.passed and all(result.passed for _, result in attacks)
+    row.outcome = "passed" if passed else "failed"
     from .record import page_record, probe_record
 
     row.values["run"] = probe_record(probe)
@@ -396,8 +420,22 @@ def _run(args: argparse.Namespace, settings: Settings, concept: object, psi: flo
     if written:
         print("written: " + ", ".join(written))
     print(_cache_line(session))
-    print(json.dumps({"verdict": verdict.kind, "passed": verdict.passed}))
-    return EXIT_OK if verdict.passed else EXIT_FAILED
+    print(json.dumps({"verdict": verdict.kind, "passed": passed,
+                      **{attack: result.verdict.kind for attack, result in attacks}}))
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _attacks(args: argparse.Namespace, probe: Any, ccs_max: float, progress: _Progress) -> list[tuple[str, Any]]:
+    """The gates of the ``--attack`` names (each once, in the order given), at their budgets (``--attack-steps``)."""
+    from .gates import attacked
+
+    results = []
+    steps = getattr(args, "attack_steps", None)
+    for attack in dict.fromkeys(getattr(args, "attack", None) or ()):
+        progress.set(f"attack: {attack}", probe)
+        settings = attacked.attack_settings(attack, None if steps is None else {"steps": steps}, probe.settings.seed)
+        results.append((attack, attacked.evaluate(probe, attack, ccs_max, settings)))
+    return results
 
 
 def _cache_line(session: object) -> str:

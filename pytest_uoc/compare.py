@@ -97,7 +97,7 @@ def compare(args: argparse.Namespace, unlearned: Sequence[str], concepts: Sequen
         rows.append(row)
         value_of, value = deciding_value(row)
         entries.append({"checkpoint": checkpoint, "concept": concept, "verdict": row.get("verdict"),
-                        "passed": row.get("verdict") == "forgotten", "value_of": value_of, "value": value,
+                        "passed": status == EXIT_OK, "value_of": value_of, "value": value,
                         "original_unet_evals": _original_evals(row.get("cost")),
                         "unet_evals": (row.get("cost") or {}).get("unet_evals"), "folder": str(folder)})
     print(_table(entries))

@@ -47,3 +47,27 @@ def test_replay_refuses_what_it_cannot_replay(tmp_path, capsys):
     assert "a pytest run's report; replay it with its own command: pytest -m gpu" in capsys.readouterr().err
     assert main(["audit", "--concept", "three"]) == 2
     assert "the following arguments are required: --unlearned (or --replay REPORT)" in capsys.readouterr().err
+
+
+def test_audit_runs_the_learned_attacks_it_is_asked_for(tmp_path, capsys):
+    """``--attack inversion``: the gate's verdict printed, in the row (its own gate entry) and in the exit status."""
+    out = tmp_path / "audit"
+    status = main(["audit", "--original", "zoo:digits", "--unlearned", "zoo:digits-conceal-three", "--concept",
+                   "three", "--prompt", "a handwritten three", "--prompt", "the digit 3", "--steps", "6", "--seeds",
+                   "16", "--psis", "0,0.55", "--judge", "zoo", "--device", "cpu", "--attack", "inversion",
+                   "--attack-steps", "3", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                   "--progress", "never"])
+    printed = capsys.readouterr().out
+    row = json.loads((out / "report.json").read_text())["tests"][0]
+    kind = row["inversion"]["kind"]
+    assert f"attack inversion: {kind.upper()}: " in printed
+    assert row["inversion"]["settings"]["steps"] == 3
+    assert [gate["gate"] for gate in row["gates"]] == ["not_retrievable", "not_invertible"]
+    passed = row["verdict"] == "forgotten" and kind == "forgotten"
+    assert status == (0 if passed else 1) and row["outcome"] == ("passed" if passed else "failed")
+    assert json.loads(printed.strip().splitlines()[-1])["inversion"] == kind
+
+
+def test_attack_steps_need_an_attack(capsys):
+    assert main(["audit", "--unlearned", "zoo:digits-esd-three", "--concept", "three", "--attack-steps", "5"]) == 2
+    assert "--attack-steps needs --attack inversion or --attack prompt_attack" in capsys.readouterr().err

@@ -277,3 +277,21 @@ def test_found_prompts_that_tokenize_alike_are_drawn_apart(tiny_pipe, tiny_unet)
                 apart.append(drawer.generate([text], 0.0, [0, 1]).images)
     assert torch.equal(images, torch.cat(apart)) and evals > 0
     assert not torch.equal(apart[0], apart[1])  # each drawn from its own ids
+
+
+def test_quiet_truncation_silences_both_libraries_and_restores_their_levels():
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    from pytest_uoc.attacks.prompt_search import quiet_truncation
+
+    before = (dlog.get_verbosity(), tlog.get_verbosity())
+    dlog.set_verbosity_warning()
+    tlog.set_verbosity_info()
+    try:
+        with quiet_truncation():
+            assert dlog.get_verbosity() == dlog.ERROR and tlog.get_verbosity() == tlog.ERROR
+        assert dlog.get_verbosity() == dlog.WARNING and tlog.get_verbosity() == tlog.INFO
+    finally:
+        dlog.set_verbosity(before[0])
+        tlog.set_verbosity(before[1])

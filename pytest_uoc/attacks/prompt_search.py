@@ -39,7 +39,7 @@ from .. import progress
 from .inversion import _target, check_family
 
 __all__ = ["AmbiguousFoundPrompts", "FoundPrompt", "PromptSearchSettings", "found_prompts_override", "found_text",
-           "prompt_row", "search_prompt", "slot_override", "special_ids"]
+           "prompt_row", "quiet_truncation", "search_prompt", "slot_override", "special_ids"]
 
 #: AdamW's weight decay on the continuous embeddings (PEZ's; it keeps them near the embedding table's scale).
 _WEIGHT_DECAY = 0.1
@@ -91,6 +91,27 @@ class FoundPrompt:
     retokenizes: bool
     #: Read from the cache (``unet_evals`` and ``seconds`` are then what finding it cost the first time).
     from_cache: bool = False
+
+
+@contextlib.contextmanager
+def quiet_truncation() -> Iterator[None]:
+    """No transformers/diffusers warnings within the block (restored after).
+
+    A found text whose decoded tokens read back as more tokens than the tokenizer's length
+    is truncated by the pipeline, and both libraries warn about it; the ids drawn are the
+    intended ones all the same (``found_prompts_override`` replaces the truncated row).
+    """
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    levels = [(module, module.get_verbosity()) for module in (dlog, tlog)]
+    for module, _ in levels:
+        module.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for module, level in levels:
+            module.set_verbosity(level)
 
 
 def special_ids(tokenizer: Any) -> set[int]:
@@ -292,7 +313,8 @@ def search_prompt(pipe: Any, latents: torch.Tensor, prompt: str, settings: Promp
     best = min(seen, key=seen.__getitem__)  # the first token ids seen with the lowest loss
     text = found_text(tokenizer, prompt, best)
     own = tokenizer(prompt, add_special_tokens=False).input_ids
-    retokenizes = tokenizer(text, add_special_tokens=False).input_ids == [*best, *own]
+    with quiet_truncation():
+        retokenizes = tokenizer(text, add_special_tokens=False).input_ids == [*best, *own]
     return FoundPrompt(prompt, text, best, tuple(losses), seen[best], evals, time.perf_counter() - start,
                        retokenizes)
 

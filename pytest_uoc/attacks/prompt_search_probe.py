@@ -36,6 +36,7 @@ from .prompt_search import (
     FoundPrompt,
     PromptSearchSettings,
     found_prompts_override,
+    quiet_truncation,
     search_prompt,
 )
 
@@ -112,7 +113,8 @@ def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) 
             # No trajectory cache: a found prompt that does not retokenize is drawn through a hook.
             drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
                                       guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
-            with torch.inference_mode(), progress.phase(f"prompt attack, drawing with the found prompts ({name})"):
+            with (torch.inference_mode(), quiet_truncation(),
+                  progress.phase(f"prompt attack, drawing with the found prompts ({name})")):
                 images, drawn = _draw(drawer, pipe, found, list(probe.eval_seeds))
             evals = sum(item.unet_evals for item in found) + drawn
             if store is not None:

@@ -17,11 +17,14 @@ from ..rows import Check, GateEntry, RowUpdate
 from ._common import ARTIFACTS_HINT, bars, title
 from .result import GateResult, Picture
 
-__all__ = ["ATTACKS", "evaluate"]
+__all__ = ["ATTACKS", "ATTACK_BUDGETS", "attack_settings", "evaluate"]
 
 #: Each attack: its gate name, its name in text, and the probe method that runs it.
 ATTACKS = {"inversion": ("not_invertible", "concept inversion", "inversion"),
            "prompt_attack": ("not_prompt_attackable", "adversarial prompt search", "prompt_attack")}
+#: Keys of each attack's ``budget`` (``attacks.inversion.InversionSettings``, ``attacks.prompt_search.PromptSearchSettings``).
+ATTACK_BUDGETS = {"inversion": ("steps", "lr", "batch_size", "seed"),
+                  "prompt_attack": ("steps", "tokens", "lr", "batch_size", "seed")}
 #: Drawings per attacked model shown in the image grid.
 GRID_IMAGES = 8
 
@@ -78,6 +81,24 @@ def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
                  + ("" if verdict.gap is not None else
                     " (no gold standard: --uoc-reference names one, and the paired gap then decides)"))
     return GateResult(False, verdict, row, "\n".join(lines), pictures, ARTIFACTS_HINT)
+
+
+def attack_settings(attack: str, budget: Any, seed: int) -> Any:
+    """``budget`` (None or a dict of the attack's ``ATTACK_BUDGETS`` keys) as its settings; the seed defaults to ``seed``."""
+    from ..attacks.inversion import InversionSettings
+    from ..attacks.prompt_search import PromptSearchSettings
+
+    keys = ATTACK_BUDGETS[attack]
+    if budget is None:
+        budget = {}
+    if not isinstance(budget, dict):
+        raise TypeError(f"budget must be a dict with keys among {', '.join(keys)}, got {type(budget).__name__}")
+    unknown = sorted(set(budget) - set(keys))
+    if unknown:
+        raise ValueError(f"budget: unknown key(s) {', '.join(map(repr, unknown))} for guidance={attack!r}; "
+                         f"expected some of {', '.join(keys)}")
+    kind = InversionSettings if attack == "inversion" else PromptSearchSettings
+    return kind(**{"seed": seed, **budget})
 
 
 def _first_prompt(result: Any, model: str) -> str:
