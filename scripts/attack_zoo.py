@@ -91,13 +91,15 @@ def main() -> int:
                       judge=zoo_digit_judge(args.concept),
                       reference_engine=engine(reference) if reference is not None else None)
         result = probe.inversion(settings) if args.attack == "inversion" else probe.prompt_attack(settings)
-        # The gate's rule with the gold standard (paired gap) and without it (the share against ccs_max).
+        # The gate's rule with the gold standard (paired gap) and without it (the share against ccs_max), as the
+        # gate runs it: with the unlearned model's own images of the prompts (ψ = 0, scoring seeds) for not_erased.
+        plain = probe.concept_values([0.0])[0.0].numpy()
         verdicts = {"with_reference": None if reference is None else decide_attack(
                         args.attack, result.values["unlearned"], result.values["original"],
-                        result.values["reference"], ccs_max=args.ccs_max, seed=settings.seed),
+                        result.values["reference"], plain=plain, ccs_max=args.ccs_max, seed=settings.seed),
                     "without_reference": decide_attack(args.attack, result.values["unlearned"],
-                                                       result.values["original"], ccs_max=args.ccs_max,
-                                                       seed=settings.seed)}
+                                                       result.values["original"], plain=plain,
+                                                       ccs_max=args.ccs_max, seed=settings.seed)}
         row = {"model": name, **result.to_dict(), "seconds": round(time.perf_counter() - start, 1),
                "verdicts": {k: None if v is None else v.to_dict() for k, v in verdicts.items()},
                "values": {m: [float(x) for x in v] for m, v in result.values.items()}}

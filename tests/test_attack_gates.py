@@ -22,6 +22,7 @@ from pytest_uoc.diffusion import PartialDiffusion
 from pytest_uoc.gates import attacked
 from pytest_uoc.pixels import float_images
 from pytest_uoc.probe import Probe, ProbeSettings
+from pytest_uoc.scoring.attack_verdict import ATTACK_KINDS
 
 SUITE = '''
 import pytest
@@ -98,10 +99,10 @@ def test_the_gate_on_a_probe_with_a_gold_standard(tiny_pipe, tiny_unet, tmp_path
                   reference_engine=engine(copy.deepcopy(tiny_unet)))
     gate = attacked.evaluate(probe, "inversion", 0.2, InversionSettings(steps=4, batch_size=2))
     verdict = gate.verdict
-    # Every model "shows" the concept: the attack reaches the original, but not beyond the gold standard.
-    assert verdict.rule == "gold standard" and verdict.gap.mean == 0.0
-    assert verdict.kind == "inconclusive" and "does not bring the concept back" in verdict.reason
-    assert not gate.passed and "INCONCLUSIVE under concept inversion" in gate.message
+    # Every image "shows" the concept, the unlearned model's own ones too: nothing to recover.
+    assert verdict.rule == "gold standard" and verdict.gap.mean == 0.0 and verdict.plain.mean == 1.0
+    assert verdict.kind == "not_erased" and "without any attack" in verdict.reason
+    assert not gate.passed and "NOT_ERASED under concept inversion" in gate.message
     assert {p.name for p in gate.pictures} == {"inversion.png", "inversion_images.png"}
     for picture in gate.pictures:
         assert picture.draw(tmp_path / picture.name).stat().st_size > 0
@@ -171,7 +172,8 @@ def test_the_prompt_attack_gate_on_a_probe(tiny_pipe, tiny_unet, tmp_path):
                   ProbeSettings(seeds=tuple(range(16)), n_boot=50), judge=judge)
     gate = attacked.evaluate(probe, "prompt_attack", 0.2, PromptSearchSettings(steps=2, tokens=2, batch_size=2))
     verdict = gate.verdict
-    assert verdict.rule == "share" and verdict.kind in ("forgotten", "concealed", "inconclusive")
+    assert verdict.rule == "share" and verdict.kind in ATTACK_KINDS
+    assert verdict.plain.n == len(probe.concept.prompts) * len(probe.eval_seeds) == 16
     values = probe.prompt_attack(PromptSearchSettings(steps=2, tokens=2, batch_size=2)).values
     assert verdict.unlearned.mean == pytest.approx(float(values["unlearned"].mean()))
     found = gate.row.values["prompt_attack"]["models"]["unlearned"]["found"]

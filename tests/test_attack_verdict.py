@@ -82,3 +82,11 @@ def test_the_verdict_is_reproducible_and_reports_its_numbers():
     assert report["kind"] == "concealed" and report["rule"] == "gold standard"
     assert report["gap"]["mean"] == pytest.approx(0.25, abs=0.01) and report["original"]["mean"] == pytest.approx(0.9,
                                                                                                                  abs=0.01)
+
+
+def test_a_model_that_draws_the_concept_unattacked_is_not_erased():
+    verdict = decide_attack("inversion", share(0.9), share(0.9), plain=share(0.8, 32), ccs_max=0.2)
+    assert verdict.kind == "not_erased" and "without any attack" in verdict.reason
+    assert verdict.plain.mean == pytest.approx(0.8, abs=0.02) and verdict.to_dict()["plain"]["n"] == 32
+    # Erased on its own, brought back by the attack: concealed, as before.
+    assert decide_attack("inversion", share(0.9), share(0.9), plain=share(0.0, 32), ccs_max=0.2).kind == "concealed"

@@ -129,6 +129,10 @@ class FakeProbe:
     judge = None
     concept_scorer = "concept classifier"
 
+    def concept_values(self, psis, source="unlearned"):
+        """Per image whether it shows the concept: none of the unlearned model's own images do."""
+        return {p: torch.zeros(32, dtype=torch.float64) for p in psis}
+
     def inversion(self, settings=None):
         """Known shares after concept inversion: the concealer 0.7, the forgetter 0.03, the original 0.9."""
         from pytest_uoc.attacks.inversion import InversionSettings, LearnedToken

@@ -39,8 +39,10 @@ def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
     gate, label, method = ATTACKS[attack]
     result = getattr(probe, method)(settings)
     judged = probe.judge is not None
+    plain = probe.concept_values([0.0])[0.0]  # the unlearned model's own images (ψ = 0, scoring seeds)
     verdict = decide_attack(attack, result.values["unlearned"], result.values["original"],
-                            result.values.get("reference"), ccs_max=ccs_max, concealed_above=concealed_above,
+                            result.values.get("reference"), plain=plain.numpy(), ccs_max=ccs_max,
+                            concealed_above=concealed_above,
                             heldout_accuracy=None if judged else probe.heldout_accuracy,
                             accuracy_floor=probe.settings.accuracy_floor, seed=result.settings.seed)
     decided_by = probe.concept_scorer

@@ -1,0 +1,66 @@
+"""Markdown tables of ``scripts/attack_zoo.py`` runs: shares after the attack and the gate's verdicts per seed set.
+
+    python scripts/attack_tables.py runs/inv26/three-0-31.json runs/inv26/three-32-63.json runs/inv26/three-64-95.json
+
+One row per model, one column group per file (a seed set): the unlearned model's share of drawings that
+show the concept after the attack, and the verdict with the gold standard / without it. Then the counts of
+each verdict per model over the files, and the attacked original's and gold standard's shares per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+
+def _share(entry: dict) -> str:
+    share = entry["share"]
+    return f"{share['mean']:.3f} [{share['low']:.3f}, {share['high']:.3f}]"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args()
+    runs = [(path, json.loads(path.read_text())) for path in args.files]
+    labels = [f"seeds {rows[0]['seeds'][0] - len(rows[0]['seeds'])}–{rows[0]['seeds'][-1]}" for _, rows in runs]
+    models = list(dict.fromkeys(row["model"] for _, rows in runs for row in rows))
+    print("| model | " + " | ".join(f"{label}: share / with gold / without" for label in labels) + " |")
+    print("|---|" + "---|" * len(runs))
+    counts: dict[str, dict[str, Counter]] = {m: {"with": Counter(), "without": Counter()} for m in models}
+    for model in models:
+        cells = []
+        for _, rows in runs:
+            row = next((r for r in rows if r["model"] == model), None)
+            if row is None or "verdicts" not in row:
+                cells.append("–")
+                continue
+            verdicts = row["verdicts"]
+            with_gold = (verdicts.get("with_reference") or {}).get("kind", "–")
+            without = verdicts["without_reference"]["kind"]
+            counts[model]["with"][with_gold] += 1
+            counts[model]["without"][without] += 1
+            cells.append(f"{_share(row['models']['unlearned'])} / {with_gold} / {without}")
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    print()
+    print("| model | with the gold standard (paired gap) | without (share against ccs_max) |")
+    print("|---|---|---|")
+    for model in models:
+        def tally(counter: Counter) -> str:
+            return ", ".join(f"{kind} {n}/{sum(counter.values())}" for kind, n in counter.most_common()) or "–"
+
+        print(f"| {model} | {tally(counts[model]['with'])} | {tally(counts[model]['without'])} |")
+    print()
+    print("| seed set | the original after the same attack | the gold standard after the same attack |")
+    print("|---|---|---|")
+    for label, (_, rows) in zip(labels, runs, strict=True):
+        first = rows[0]["models"]
+        reference = _share(first["reference"]) if "reference" in first else "–"
+        print(f"| {label} | {_share(first['original'])} | {reference} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
