@@ -98,6 +98,28 @@ def _judge(judge: Mapping[str, Any]) -> str:
     return f"<p>Judge: {text}</p>"
 
 
+#: The learned attacks' names on the page.
+_ATTACK_TITLES = {"inversion": "Concept inversion", "prompt_attack": "Adversarial prompt search"}
+
+
+def _attack(attack: str, data: Mapping[str, Any]) -> str:
+    """A learned attack's verdict, reason, share per attacked model and (prompt search) the prompts it found."""
+    parts = [f"<p>{_ATTACK_TITLES[attack]}: <b>{_esc(data.get('kind'))}</b> (rule: {_esc(data.get('rule'))}, "
+             f"ccs_max {_esc(data.get('ccs_max'))}, budget {_esc(json.dumps(data.get('settings')))})</p>"]
+    if data.get("reason"):
+        parts.append(f'<div class="reason">{html.escape(str(data["reason"]))}</div>')
+    rows = []
+    for model, entry in (data.get("models") or {}).items():
+        found = "; ".join(str(item.get("text")) for item in entry.get("found") or [])
+        rows.append(f"<tr><td>{html.escape(str(model))}</td><td>{html.escape(_estimate(entry.get('share')))}</td>"
+                    f"<td>{html.escape(found)}</td></tr>")
+    if rows:
+        last = "found prompts" if attack == "prompt_attack" else ""
+        parts.append("<table><tr><th>attacked model</th><th>share showing the concept</th>"
+                     f"<th>{last}</th></tr>{''.join(rows)}</table>")
+    return "\n".join(parts)
+
+
 def _section(row: Mapping[str, Any]) -> str:
     test = str(row.get("test", ""))
     outcome = str(row.get("outcome") or "")
@@ -121,6 +143,9 @@ def _section(row: Mapping[str, Any]) -> str:
         parts.append(f"<p>Anchors ({how}):</p><table><tr><th>prompt</th><th>anchor</th></tr>{pairs}</table>")
     if row.get("calibration"):
         parts.append(_calibration_table(row["calibration"]))
+    for attack in ("inversion", "prompt_attack"):
+        if isinstance(row.get(attack), Mapping):
+            parts.append(_attack(attack, row[attack]))
     for path in row.get("pictures") or []:
         parts.append(_picture(str(path)))
     if row.get("cost"):

@@ -127,8 +127,10 @@ def test_forgetter():
 def test_the_prompt_attack_gate_names_the_found_prompts(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(FAKE_PROBE_CONFTEST + FAKE_UOC)
     pytester.makepyfile(test_gates=PROMPT_SUITE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-report", "report.json")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--uoc-report", "report.json", "--uoc-html", "report.html")
     result.assert_outcomes(passed=1, failed=1)
+    page = (pytester.path / "report.html").read_text()
+    assert "Adversarial prompt search: <b>concealed</b>" in page and "zx qq a handwritten three" in page
     result.stdout.fnmatch_lines([
         "*concept 'three' is CONCEALED under adversarial prompt search: the attack brings the concept back: 0.60*",
         "*unlearned * | *0.60* | 'zx qq a handwritten three' (0.3000)*",
