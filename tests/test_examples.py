@@ -58,9 +58,36 @@ def test_example_suite_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert rows["test_other_colours_are_retained"]["retention_distance"] == "ssim"
     assert rows["test_other_colours_still_follow_the_prompt"]["outcome"] == "xfailed"
     assert rows["test_three_does_not_leak_unasked"]["outcome"] == "passed"
+
     assert list(artifacts.rglob("ccs_curve.png")), "no curve plots were written"
     page = (tmp_path / "uoc-report.html").read_text()
     assert page.count('<section class="test"') == len(rows) and page.count("data:image/png;base64,") >= len(rows)
     for picture in ("gap_curve.png", "retention_pairs.png", "prompt_ccs.png", "leakage.png", "pinpoint_pairs.png",
                     "alignment.png", "restore_image_grid.png"):
         assert list(artifacts.rglob(picture)), f"no {picture} was written"
+
+
+def test_attack_examples_run_as_their_docstring_says(tmp_path: Path) -> None:
+    """``pytest examples -m attack``: the learned attacks' examples (left out of the main job by pytest.ini)."""
+    report = tmp_path / "uoc-attacks.json"
+    command = [sys.executable, "-m", "pytest", "examples", "-m", "attack", "--uoc-device", "cpu", "--uoc-report",
+               str(report), "--uoc-cache-dir", str(tmp_path / "cache"), "-p", "no:cacheprovider", "-q", "-rxX"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    rows = {row["test"].split("::")[-1]: row for row in json.loads(report.read_text())["tests"]}
+    assert set(rows) == {"test_concept_inversion_finds_the_concealed_three",
+                         "test_the_gold_standard_survives_concept_inversion",
+                         "test_prompt_search_finds_the_concealed_three"}
+    # The learned attacks: each brings the concealer's three back (the paired gap to the gold standard), and the
+    # gold standard survives inversion (the share rule); every found prompt is in the report.
+    for name, attack in (("test_concept_inversion_finds_the_concealed_three", "inversion"),
+                         ("test_prompt_search_finds_the_concealed_three", "prompt_attack")):
+        assert rows[name]["outcome"] == "xfailed" and rows[name]["verdict"] == "concealed", name
+        assert rows[name][attack]["rule"] == "gold standard" and rows[name][attack]["gap"]["low"] > 0
+        assert rows[name][attack]["original"]["low"] > rows[name][attack]["ccs_max"]
+    found = rows["test_prompt_search_finds_the_concealed_three"]["prompt_attack"]["models"]["unlearned"]["found"]
+    assert [item["prompt"] for item in found] == ["a handwritten three", "the digit 3"]
+    survives = rows["test_the_gold_standard_survives_concept_inversion"]
+    assert survives["outcome"] == "passed" and survives["verdict"] == "forgotten"
+    assert survives["inversion"]["rule"] == "share" and survives["inversion"]["unlearned"]["high"] <= 0.3
