@@ -6,7 +6,7 @@ own check) and, when the probe has one, the gold standard. Each model gets its o
 learned token; the drawings are of the scoring seeds (never the training seeds the
 token learned from), scored like every other image of the probe (the judge, or the
 concept classifier). What share of them shows the concept is the result; deciding
-from it (a gate) is left to the caller until its null is measured (docs/attacks.md).
+from them is the gate's (``gates.attacked``, ``scoring.attack_verdict``; docs/attacks.md).
 
 With the probe's cache folder (the plugin's, ``ProbeSettings.classifier_cache``), each
 learned token and its drawings are kept as ``inversion-<key>.pt``, the key holding the
@@ -16,8 +16,6 @@ budget and drawing settings: a re-run learns and draws nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -36,12 +34,20 @@ from .inversion import (
     placeholder_token,
     token_prompts,
 )
+from .on_probe import (
+    AttackShares,
+    attacked_models,
+    cache_store,
+    model_key,
+    shared_key,
+    training_latents,
+)
 
 __all__ = ["InversionResult", "run_inversion"]
 
 
 @dataclass
-class InversionResult:
+class InversionResult(AttackShares):
     """Per attacked model ("unlearned", "original", "reference"): its learned token, drawings and concept values."""
 
     settings: InversionSettings
@@ -51,12 +57,6 @@ class InversionResult:
     tokens: dict[str, LearnedToken] = field(default_factory=dict)
     images: dict[str, torch.Tensor] = field(default_factory=dict)
     values: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def share(self, model: str) -> Any:
-        """The share of ``model``'s drawings that show the concept, with a bootstrap 95% interval (items)."""
-        from ..scoring.stats import bootstrap_mean
-
-        return bootstrap_mean(self.values[model], n_boot=2000, seed=self.settings.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +72,6 @@ class InversionResult:
 def run_inversion(probe: Any, settings: InversionSettings | None = None) -> InversionResult:
     """Concept inversion against the probe's unlearned model, its original and (if any) its gold standard."""
     from ..diffusion import PartialDiffusion
-    from ..diffusion.restore import encode_references
     from .inversion import check_family
 
     engine = probe.engine
@@ -81,21 +80,16 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
     prompts = list(probe.concept.prompts)
     token, token_id = placeholder_token(engine.original.tokenizer, [*prompts, *probe.anchors])
     attack_prompts = token_prompts(probe.anchors, token)
-    # λO of the training seeds (prompt-major): what the token learns from.
-    originals = probe.bank.training["unlearned"].get([1.0])[1.0]
-    latents = encode_references(engine, originals).cpu()
+    latents = training_latents(probe)  # what the token learns from
     train_prompts = [attack_prompts[i] for i in range(len(prompts)) for _ in probe.train_seeds]
     result = InversionResult(settings, token, attack_prompts, list(probe.eval_seeds))
-    targets = {"unlearned": engine.unlearned, "original": engine.original}
-    if probe.reference_engine is not None:
-        targets["reference"] = probe.reference_engine.unlearned
-    store = _store(probe)
+    store = cache_store(probe, "inversion")
     # What every key shares (the original's fingerprints, the training latents, prompts, budget): hashed once.
-    shared = _shared_key(engine, latents, train_prompts, token, token_id, settings, probe.eval_seeds,
-                         attack_prompts) if store is not None else ""
-    for name, pipe in targets.items():
+    shared = shared_key(engine, latents, _fields(train_prompts, token, token_id, settings, probe.eval_seeds,
+                                                 attack_prompts)) if store is not None else ""
+    for name, pipe in attacked_models(probe).items():
         start = time.perf_counter()
-        key = _key(shared, pipe) if store is not None else ""
+        key = model_key(shared, pipe) if store is not None else ""
         kept = _load(store, key, token, token_id)
         if kept is not None:
             (learned, images), evals = kept, 0
@@ -118,36 +112,11 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
     return result
 
 
-def _store(probe: Any) -> Any:
-    """Where learned tokens are kept: the probe's classifier cache folder, or None (no cache)."""
-    from ..stores import ClassifierStore
-
-    folder = probe.settings.classifier_cache
-    return None if folder is None else ClassifierStore(folder, prefix="inversion")
-
-
-def _shared_key(engine: Any, latents: torch.Tensor, train_prompts: list[str], token: str, token_id: int,
-                settings: InversionSettings, eval_seeds: Any, attack_prompts: list[str]) -> str:
-    """What the keys of every attacked model share: the original, the training latents, prompts, budget, drawing."""
-    from ..stores import fingerprint_module
-
-    parts = [fingerprint_module(engine.original.unet), fingerprint_module(engine.original.vae),
-             hashlib.sha256(latents.numpy().tobytes()).hexdigest(),
-             json.dumps({"train_prompts": train_prompts, "token": token, "token_id": token_id,
-                         "settings": asdict(settings), "eval_seeds": list(eval_seeds), "prompts": attack_prompts,
-                         "steps": engine.num_inference_steps, "guidance": engine.guidance_scale,
-                         "size": [engine.height, engine.width], "device": engine.device.type,
-                         "dtype": str(engine.dtype), "image_dtype": str(engine.image_dtype)}, sort_keys=True)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _key(shared: str, pipe: Any) -> str:
-    """The key of one attacked model's token and drawings: its UNet, text encoder and scheduler, and ``shared``."""
-    from ..stores import fingerprint_module, stable_config
-
-    parts = [shared, fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder),
-             stable_config(pipe.scheduler.config)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def _fields(train_prompts: list[str], token: str, token_id: int, settings: InversionSettings, eval_seeds: Any,
+            attack_prompts: list[str]) -> dict[str, Any]:
+    """The inversion's own part of the shared cache key: its training prompts, token, budget and drawing prompts."""
+    return {"train_prompts": train_prompts, "token": token, "token_id": token_id, "settings": asdict(settings),
+            "eval_seeds": list(eval_seeds), "prompts": attack_prompts}
 
 
 def _load(store: Any, key: str, token: str, token_id: int) -> tuple[LearnedToken, torch.Tensor] | None:

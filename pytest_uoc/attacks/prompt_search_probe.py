@@ -8,8 +8,8 @@ the original's λO images of that prompt (training seeds). The drawings are of t
 scoring seeds (never the training seeds the search saw), prompt-major like every other
 image set of the probe, so the values of two models are item-aligned (same prompt
 position, same seed) for a paired comparison; they are scored like every other image of
-the probe (the judge, or the concept classifier). Deciding from the shares (a gate) is
-left to the caller until its null is measured (docs/attacks.md).
+the probe (the judge, or the concept classifier). Deciding from the shares is the
+gate's (``gates.attacked``, ``scoring.attack_verdict``; docs/attacks.md).
 
 With the probe's cache folder (the plugin's, ``ProbeSettings.classifier_cache``), each
 model's found prompts and drawings are kept as ``prompt-attack-<key>.pt``, the key
@@ -19,8 +19,6 @@ prompts, budget and drawing settings: a re-run searches and draws nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,14 @@ import numpy as np
 import torch
 
 from .. import progress
+from .on_probe import (
+    AttackShares,
+    attacked_models,
+    cache_store,
+    model_key,
+    shared_key,
+    training_latents,
+)
 from .prompt_search import (
     AmbiguousFoundPrompts,
     FoundPrompt,
@@ -44,7 +50,7 @@ __all__ = ["PromptAttackResult", "run_prompt_attack"]
 
 
 @dataclass
-class PromptAttackResult:
+class PromptAttackResult(AttackShares):
     """Per attacked model ("unlearned", "original", "reference"): its found prompts, drawings and concept values.
 
     ``found[model][i]`` was searched for ``prompts[i]``; ``images[model]`` and ``values[model]``
@@ -57,12 +63,6 @@ class PromptAttackResult:
     found: dict[str, list[FoundPrompt]] = field(default_factory=dict)
     images: dict[str, torch.Tensor] = field(default_factory=dict)
     values: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def share(self, model: str) -> Any:
-        """The share of ``model``'s drawings that show the concept, with a bootstrap 95% interval (items)."""
-        from ..scoring.stats import bootstrap_mean
-
-        return bootstrap_mean(self.values[model], n_boot=2000, seed=self.settings.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,25 +82,19 @@ class PromptAttackResult:
 def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) -> PromptAttackResult:
     """Adversarial prompt search against the probe's unlearned model, its original and (if any) its gold standard."""
     from ..diffusion import PartialDiffusion
-    from ..diffusion.restore import encode_references
     from .inversion import check_family
 
     engine = probe.engine
     check_family(engine.original)
     settings = settings or PromptSearchSettings(seed=probe.settings.seed)
     prompts = list(probe.concept.prompts)
-    # λO of the training seeds (prompt-major): prompt i's images are rows i·n .. (i+1)·n.
-    originals = probe.bank.training["unlearned"].get([1.0])[1.0]
-    latents = encode_references(engine, originals).cpu()
+    latents = training_latents(probe)  # prompt-major: prompt i's images are rows i·n .. (i+1)·n
     n = len(probe.train_seeds)
     result = PromptAttackResult(settings, prompts, list(probe.eval_seeds))
-    targets = {"unlearned": engine.unlearned, "original": engine.original}
-    if probe.reference_engine is not None:
-        targets["reference"] = probe.reference_engine.unlearned
-    store = _store(probe)
+    store = cache_store(probe, "prompt-attack")
     # What every key shares (the original's fingerprints, the training latents, prompts, budget): hashed once.
-    shared = _shared_key(engine, latents, prompts, settings, probe.eval_seeds) if store is not None else ""
-    for name, pipe in targets.items():
+    shared = shared_key(engine, latents, _fields(prompts, settings, probe.eval_seeds)) if store is not None else ""
+    for name, pipe in attacked_models(probe).items():
         start = time.perf_counter()
         key = _key(shared, pipe) if store is not None else ""
         kept = _load(store, key, prompts)
@@ -146,37 +140,15 @@ def _draw(drawer: Any, pipe: Any, found: list[FoundPrompt], seeds: list[int]) ->
     return torch.cat(parts), evals
 
 
-def _store(probe: Any) -> Any:
-    """Where found prompts are kept: the probe's classifier cache folder, or None (no cache)."""
-    from ..stores import ClassifierStore
-
-    folder = probe.settings.classifier_cache
-    return None if folder is None else ClassifierStore(folder, prefix="prompt-attack")
-
-
-def _shared_key(engine: Any, latents: torch.Tensor, prompts: list[str], settings: PromptSearchSettings,
-                eval_seeds: Any) -> str:
-    """What the keys of every attacked model share: the original, the training latents, prompts, budget, drawing."""
-    from ..stores import fingerprint_module
-
-    parts = [fingerprint_module(engine.original.unet), fingerprint_module(engine.original.vae),
-             hashlib.sha256(latents.numpy().tobytes()).hexdigest(),
-             json.dumps({"prompts": prompts, "settings": asdict(settings), "eval_seeds": list(eval_seeds),
-                         "steps": engine.num_inference_steps, "guidance": engine.guidance_scale,
-                         "size": [engine.height, engine.width], "device": engine.device.type,
-                         "dtype": str(engine.dtype), "image_dtype": str(engine.image_dtype)}, sort_keys=True)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def _fields(prompts: list[str], settings: PromptSearchSettings, eval_seeds: Any) -> dict[str, Any]:
+    """The search's own part of the shared cache key: the concept prompts, the budget and the scoring seeds."""
+    return {"prompts": prompts, "settings": asdict(settings), "eval_seeds": list(eval_seeds)}
 
 
 def _key(shared: str, pipe: Any) -> str:
     """The key of one attacked model's prompts and drawings: its UNet, text encoder, tokenizer, scheduler, ``shared``."""
-    from ..stores import fingerprint_module, stable_config
-
     tokenizer = pipe.tokenizer
-    parts = [shared, fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder),
-             f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.model_max_length}",
-             stable_config(pipe.scheduler.config)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return model_key(shared, pipe, f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.model_max_length}")
 
 
 def _payload(found: list[FoundPrompt], images: torch.Tensor) -> dict[str, Any]:
