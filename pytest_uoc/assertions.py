@@ -139,7 +139,7 @@ def assert_concept_not_retrievable(
     ``--uoc-reference``) the gold standard, each frozen, on the original's images
     of the concept (training seeds); each draws with its own token on the scoring
     seeds. With a gold standard the paired gap decides (concealed when its interval
-    is above 0, forgotten when within ``ccs_max``), else the unlearned model's share
+    is above ``ccs_max``, forgotten when within it), else the unlearned model's share
     against ``ccs_max``; the attack must bring the concept back from the original
     (else inconclusive). ``psi`` does not apply. ``budget``: a dict with any of
     ``steps`` (300), ``lr`` (0.005), ``batch_size`` (8), ``seed`` (the probe's).

@@ -35,13 +35,15 @@ def test_with_a_gold_standard_the_paired_gap_decides():
     gold = share(0.05)
     forgotten = decide_attack("inversion", share(0.08), share(0.9), gold, ccs_max=0.2)
     assert forgotten.kind == "forgotten" and forgotten.rule == "gold standard" and forgotten.gap.high <= 0.2
-    # Above the gold standard, though within ccs_max in absolute terms: concealment the share rule would miss.
-    concealed = decide_attack("inversion", share(0.18), share(0.9), gold, ccs_max=0.2)
-    assert concealed.kind == "concealed" and concealed.gap.low > 0
-    assert decide_attack("inversion", share(0.18), share(0.9), ccs_max=0.2).kind != "concealed"
-    # A looser concealment bound leaves the same gap undecided.
-    loose = decide_attack("inversion", share(0.18), share(0.9), gold, ccs_max=0.2, concealed_above=0.15)
-    assert loose.kind != "concealed" and loose.concealed_above == 0.15
+    # The gap must clear ccs_max (what the attack learns differs from model to model; that noise is not in the
+    # interval): well above it, concealed; significantly above 0 but not above ccs_max, not proven.
+    concealed = decide_attack("inversion", share(0.6), share(0.9), gold, ccs_max=0.2)
+    assert concealed.kind == "concealed" and concealed.gap.low > 0.2 and concealed.concealed_above == 0.2
+    small = decide_attack("inversion", share(0.25), share(0.9), gold, ccs_max=0.2)
+    assert small.gap.low > 0 and small.kind == "inconclusive"
+    # A stricter caller may name a smaller gap concealed.
+    strict = decide_attack("inversion", share(0.25), share(0.9), gold, ccs_max=0.2, concealed_above=0.05)
+    assert strict.kind == "concealed" and strict.concealed_above == 0.05
 
 
 def test_with_a_gold_standard_the_attack_must_separate_the_original_from_it():
@@ -79,7 +81,7 @@ def test_the_verdict_is_reproducible_and_reports_its_numbers():
     again = decide_attack("inversion", share(0.3), share(0.9), share(0.05), ccs_max=0.2, seed=3)
     assert first == again
     report = first.to_dict()
-    assert report["kind"] == "concealed" and report["rule"] == "gold standard"
+    assert report["kind"] == "inconclusive" and report["rule"] == "gold standard"
     assert report["gap"]["mean"] == pytest.approx(0.25, abs=0.01) and report["original"]["mean"] == pytest.approx(0.9,
                                                                                                                  abs=0.01)
 

@@ -30,7 +30,7 @@ GRID_IMAGES = 8
 
 
 def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
-             concealed_above: float = 0.0) -> GateResult:
+             concealed_above: float | None = None) -> GateResult:
     """The ``attack`` gate ("inversion" or "prompt_attack") with budget ``settings`` (None: the attack's defaults)."""
     from ..scoring.attack_verdict import decide_attack
 
@@ -51,7 +51,7 @@ def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
         checks.append(Check.compare(f"gap to the gold standard after {label}, upper 95% bound", verdict.gap.high,
                                     ccs_max, "max"))
         checks.append(Check.compare(f"gap to the gold standard after {label}, lower 95% bound", verdict.gap.low,
-                                    concealed_above, "max"))
+                                    verdict.concealed_above, "max"))
         checks.append(Check.compare("attack's check: original's excess over the gold standard, lower 95% bound",
                                     verdict.original_gap.low, ccs_max, "min"))
     else:
