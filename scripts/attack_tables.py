@@ -3,7 +3,8 @@
     python scripts/attack_tables.py runs/inv26/three-0-31.json runs/inv26/three-32-63.json runs/inv26/three-64-95.json
 
 One row per model, one column group per file (a seed set): the unlearned model's share of drawings that
-show the concept after the attack, and the verdict with the gold standard / without it. Then the counts of
+show the concept after the attack, and the gate's verdict with the gold standard / without it, decided again
+from the recorded per-drawing values by today's rule. Then the counts of
 each verdict per model over the files, and the attacked original's and gold standard's shares per file.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _share(entry: dict) -> str:
@@ -20,9 +24,34 @@ def _share(entry: dict) -> str:
     return f"{share['mean']:.3f} [{share['low']:.3f}, {share['high']:.3f}]"
 
 
+def _verdicts(row: dict, ccs_max: float) -> tuple[str, str]:
+    """The gate's verdicts with and without the gold standard, decided again from the per-drawing values.
+
+    Decided by today's ``decide_attack`` (a run records the values, so a changed rule needs no new run);
+    ``not_erased`` from the unlearned model's own ψ = 0 images as the run recorded them. "(no ψ 0)" marks a
+    run that did not record them.
+    """
+    from pytest_uoc.scoring.attack_verdict import decide_attack
+
+    values = row["values"]
+    plain = (row["verdicts"]["without_reference"] or {}).get("plain")
+    if plain is not None and plain["low"] > ccs_max:
+        return "not_erased", "not_erased"
+    attack = row.get("attack", "inversion")
+    kinds = []
+    for reference in (values.get("reference"), None):
+        if reference is None and kinds == [] and "reference" not in values:
+            kinds.append("–")
+            continue
+        kind = decide_attack(attack, values["unlearned"], values["original"], reference, ccs_max=ccs_max).kind
+        kinds.append(kind + ("" if plain is not None else " (no ψ 0)"))
+    return kinds[0], kinds[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--ccs-max", type=float, default=0.2)
     args = parser.parse_args()
     runs = [(path, json.loads(path.read_text())) for path in args.files]
     labels = [f"seeds {rows[0]['seeds'][0] - len(rows[0]['seeds'])}–{rows[0]['seeds'][-1]}" for _, rows in runs]
@@ -37,9 +66,7 @@ def main() -> int:
             if row is None or "verdicts" not in row:
                 cells.append("–")
                 continue
-            verdicts = row["verdicts"]
-            with_gold = (verdicts.get("with_reference") or {}).get("kind", "–")
-            without = verdicts["without_reference"]["kind"]
+            with_gold, without = _verdicts(row, args.ccs_max)
             counts[model]["with"][with_gold] += 1
             counts[model]["without"][without] += 1
             cells.append(f"{_share(row['models']['unlearned'])} / {with_gold} / {without}")
