@@ -135,4 +135,3 @@ def test_neighbouring_colours_survive():
 def test_other_colours_still_follow_the_prompt():
     assert_aligned(["a blue digit", "a green handwritten four", "a yellow digit"], ["blue", "green", "yellow"],
                    min_accuracy=0.8, judge=zoo_label_judge("color"))
-

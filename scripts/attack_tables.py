@@ -24,7 +24,18 @@ def _share(entry: dict) -> str:
     return f"{share['mean']:.3f} [{share['low']:.3f}, {share['high']:.3f}]"
 
 
-def _verdicts(row: dict, ccs_max: float) -> tuple[str, str]:
+def _plain_shares(paths: list[Path]) -> dict[tuple[str, tuple[int, ...]], dict]:
+    """(model, scoring seeds) -> the unlearned model's own ψ = 0 share, from runs that recorded it."""
+    found = {}
+    for path in paths:
+        for row in json.loads(path.read_text()):
+            plain = (row.get("verdicts") or {}).get("without_reference", {}).get("plain")
+            if plain is not None:
+                found[(row["model"], tuple(row["seeds"]))] = plain
+    return found
+
+
+def _verdicts(row: dict, ccs_max: float, plain: dict | None = None) -> tuple[str, str]:
     """The gate's verdicts with and without the gold standard, decided again from the per-drawing values.
 
     Decided by today's ``decide_attack`` (a run records the values, so a changed rule needs no new run);
@@ -34,7 +45,7 @@ def _verdicts(row: dict, ccs_max: float) -> tuple[str, str]:
     from pytest_uoc.scoring.attack_verdict import decide_attack
 
     values = row["values"]
-    plain = (row["verdicts"]["without_reference"] or {}).get("plain")
+    plain = (row["verdicts"]["without_reference"] or {}).get("plain") or plain
     if plain is not None and plain["low"] > ccs_max:
         return "not_erased", "not_erased"
     attack = row.get("attack", "inversion")
@@ -52,8 +63,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--ccs-max", type=float, default=0.2)
+    parser.add_argument("--plain-from", nargs="*", type=Path, default=(),
+                        help="runs of the other attack on the same seeds whose recorded ψ = 0 shares (the same "
+                             "images: no attack involved) stand in where a file did not record them")
     args = parser.parse_args()
     runs = [(path, json.loads(path.read_text())) for path in args.files]
+    plains = _plain_shares(list(args.plain_from))
     labels = [f"seeds {rows[0]['seeds'][0] - len(rows[0]['seeds'])}–{rows[0]['seeds'][-1]}" for _, rows in runs]
     models = list(dict.fromkeys(row["model"] for _, rows in runs for row in rows))
     print("| model | " + " | ".join(f"{label}: share / with gold / without" for label in labels) + " |")
@@ -66,7 +81,7 @@ def main() -> int:
             if row is None or "verdicts" not in row:
                 cells.append("–")
                 continue
-            with_gold, without = _verdicts(row, args.ccs_max)
+            with_gold, without = _verdicts(row, args.ccs_max, plains.get((model, tuple(row["seeds"]))))
             counts[model]["with"][with_gold] += 1
             counts[model]["without"][without] += 1
             cells.append(f"{_share(row['models']['unlearned'])} / {with_gold} / {without}")
