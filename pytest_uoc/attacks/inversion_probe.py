@@ -37,7 +37,9 @@ from .inversion import (
 from .on_probe import (
     AttackShares,
     attacked_models,
+    book,
     cache_store,
+    drawer,
     model_key,
     shared_key,
     training_latents,
@@ -71,7 +73,6 @@ class InversionResult(AttackShares):
 
 def run_inversion(probe: Any, settings: InversionSettings | None = None) -> InversionResult:
     """Concept inversion against the probe's unlearned model, its original and (if any) its gold standard."""
-    from ..diffusion import PartialDiffusion
     from .inversion import check_family
 
     engine = probe.engine
@@ -96,19 +97,15 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
         else:
             with progress.phase(f"inversion, learning the token ({name})"):
                 learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
-            # No trajectory cache: the hook changes what the text encoder gives, not its weights' fingerprint.
-            drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
-                                      guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
             with (torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector),
                   progress.phase(f"inversion, drawing with the token ({name})")):
-                drawn = drawer.generate(attack_prompts, 0.0, list(probe.eval_seeds))
+                drawn = drawer(engine, pipe).generate(attack_prompts, 0.0, list(probe.eval_seeds))
             images, evals = drawn.images, learned.unet_evals + drawn.unet_evals
             if store is not None:
                 store.save(key, {"vector": learned.vector, "losses": torch.tensor(learned.losses),
                                  "unet_evals": learned.unet_evals, "seconds": learned.seconds, "images": images})
-        probe.cost.count("inversion", start, evals, unlearned=evals if name == "unlearned" else 0)
         result.tokens[name], result.images[name] = learned, images
-        result.values[name] = probe._concept_of(images).numpy()
+        result.values[name] = book(probe, "inversion", name, start, evals, images)
     return result
 
 

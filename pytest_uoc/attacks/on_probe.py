@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AttackShares", "attacked_models", "cache_store", "model_key", "shared_key", "training_latents"]
+__all__ = ["AttackShares", "attacked_models", "book", "cache_store", "drawer", "model_key", "shared_key",
+           "training_latents"]
 
 
 class AttackShares:
@@ -79,3 +80,20 @@ def model_key(shared: str, pipe: Any, *extra: str) -> str:
     parts = [shared, fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder), *extra,
              stable_config(pipe.scheduler.config)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def drawer(engine: Any, pipe: Any) -> Any:
+    """An engine that draws with ``pipe`` at ψ = 0 as ``engine`` draws, without the trajectory cache.
+
+    No cache: what an attack changes (a hook on the text encoder) is not in the weights' fingerprints.
+    """
+    from ..diffusion import PartialDiffusion
+
+    return PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
+                            guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
+
+
+def book(probe: Any, phase: str, model: str, start: float, evals: int, images: torch.Tensor) -> np.ndarray:
+    """Count one attacked model's cost under ``phase`` and score its drawings (the judge, or the classifier)."""
+    probe.cost.count(phase, start, evals, unlearned=evals if model == "unlearned" else 0)
+    return probe._concept_of(images).numpy()

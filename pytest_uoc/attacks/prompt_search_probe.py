@@ -32,7 +32,9 @@ from .. import progress
 from .on_probe import (
     AttackShares,
     attacked_models,
+    book,
     cache_store,
+    drawer,
     model_key,
     shared_key,
     training_latents,
@@ -81,7 +83,6 @@ class PromptAttackResult(AttackShares):
 
 def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) -> PromptAttackResult:
     """Adversarial prompt search against the probe's unlearned model, its original and (if any) its gold standard."""
-    from ..diffusion import PartialDiffusion
     from .inversion import check_family
 
     engine = probe.engine
@@ -104,18 +105,14 @@ def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) 
             with progress.phase(f"prompt attack, searching ({name})"):
                 found = [search_prompt(pipe, latents[i * n:(i + 1) * n], prompt, settings, device=engine.device)
                          for i, prompt in enumerate(prompts)]
-            # No trajectory cache: a found prompt that does not retokenize is drawn through a hook.
-            drawer = PartialDiffusion(engine.original, pipe, num_inference_steps=engine.num_inference_steps,
-                                      guidance_scale=engine.guidance_scale, batch_size=engine.batch_size)
             with (torch.inference_mode(), quiet_truncation(),
                   progress.phase(f"prompt attack, drawing with the found prompts ({name})")):
-                images, drawn = _draw(drawer, pipe, found, list(probe.eval_seeds))
+                images, drawn = _draw(drawer(engine, pipe), pipe, found, list(probe.eval_seeds))
             evals = sum(item.unet_evals for item in found) + drawn
             if store is not None:
                 store.save(key, _payload(found, images))
-        probe.cost.count("prompt_attack", start, evals, unlearned=evals if name == "unlearned" else 0)
         result.found[name], result.images[name] = found, images
-        result.values[name] = probe._concept_of(images).numpy()
+        result.values[name] = book(probe, "prompt_attack", name, start, evals, images)
     return result
 
 
