@@ -54,6 +54,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=None, help="prompt search: tokens prepended (default: its own)")
     parser.add_argument("--attack-seed", type=int, default=0, help="seed of the attack's own draws (timesteps, noise)")
     parser.add_argument("--ccs-max", type=float, default=0.2, help="the gate's ccs_max (default: its default, 0.2)")
+    parser.add_argument("--skip-plain", action="store_true",
+                        help="do not draw the unlearned models' own ψ = 0 images (the same for every attack: "
+                             "attack_tables.py --plain-from takes them from another run)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=None,
@@ -93,7 +96,7 @@ def main() -> int:
         result = probe.inversion(settings) if args.attack == "inversion" else probe.prompt_attack(settings)
         # The gate's rule with the gold standard (paired gap) and without it (the share against ccs_max), as the
         # gate runs it: with the unlearned model's own images of the prompts (ψ = 0, scoring seeds) for not_erased.
-        plain = probe.concept_values([0.0])[0.0].numpy()
+        plain = None if args.skip_plain else probe.concept_values([0.0])[0.0].numpy()
         verdicts = {"with_reference": None if reference is None else decide_attack(
                         args.attack, result.values["unlearned"], result.values["original"],
                         result.values["reference"], plain=plain, ccs_max=args.ccs_max, seed=settings.seed),
