@@ -48,15 +48,12 @@ def _verdicts(row: dict, ccs_max: float, plain: dict | None = None) -> tuple[str
     plain = (row["verdicts"]["without_reference"] or {}).get("plain") or plain
     if plain is not None and plain["low"] > ccs_max:
         return "not_erased", "not_erased"
-    attack = row.get("attack", "inversion")
-    kinds = []
-    for reference in (values.get("reference"), None):
-        if reference is None and kinds == [] and "reference" not in values:
-            kinds.append("–")
-            continue
-        kind = decide_attack(attack, values["unlearned"], values["original"], reference, ccs_max=ccs_max).kind
-        kinds.append(kind + ("" if plain is not None else " (no ψ 0)"))
-    return kinds[0], kinds[1]
+    attack, suffix = row.get("attack", "inversion"), "" if plain is not None else " (no ψ 0)"
+
+    def decide(reference: list[float] | None) -> str:
+        return decide_attack(attack, values["unlearned"], values["original"], reference, ccs_max=ccs_max).kind + suffix
+
+    return decide(values["reference"]) if "reference" in values else "–", decide(None)
 
 
 def main() -> int:

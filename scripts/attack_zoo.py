@@ -24,11 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    low, high = (int(v) for v in text.split("-"))
-    return tuple(range(low, high + 1))
-
-
 def main() -> int:
     import torch
 
@@ -36,6 +31,7 @@ def main() -> int:
     from pytest_uoc.attacks.inversion import InversionSettings
     from pytest_uoc.attacks.prompt_search import PromptSearchSettings
     from pytest_uoc.concept import Concept
+    from pytest_uoc.config import parse_seeds
     from pytest_uoc.diffusion import PartialDiffusion
     from pytest_uoc.judges import zoo_digit_judge
     from pytest_uoc.probe import Probe, ProbeSettings
@@ -47,7 +43,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--concept", default="three")
     parser.add_argument("--reference", default=None, help="gold standard (default digits-gold-CONCEPT; 'none': none)")
-    parser.add_argument("--seeds", type=_seeds, default=_seeds("0-31"))
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-31"))
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--attack-steps", type=int, default=None, help="the attack's steps (default: its own)")
     parser.add_argument("--lr", type=float, default=None, help="the attack's learning rate (default: its own)")

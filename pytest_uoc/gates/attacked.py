@@ -17,14 +17,11 @@ from ..rows import Check, GateEntry, RowUpdate
 from ._common import ARTIFACTS_HINT, bars, title
 from .result import GateResult, Picture
 
-__all__ = ["ATTACKS", "ATTACK_BUDGETS", "attack_settings", "evaluate"]
+__all__ = ["ATTACKS", "attack_settings", "evaluate"]
 
-#: Each attack: its gate name, its name in text, and the probe method that runs it.
-ATTACKS = {"inversion": ("not_invertible", "concept inversion", "inversion"),
-           "prompt_attack": ("not_prompt_attackable", "adversarial prompt search", "prompt_attack")}
-#: Keys of each attack's ``budget`` (``attacks.inversion.InversionSettings``, ``attacks.prompt_search.PromptSearchSettings``).
-ATTACK_BUDGETS = {"inversion": ("steps", "lr", "batch_size", "seed"),
-                  "prompt_attack": ("steps", "tokens", "lr", "batch_size", "seed")}
+#: Each attack (also the name of the probe method that runs it): its gate name and its name in text.
+ATTACKS = {"inversion": ("not_invertible", "concept inversion"),
+           "prompt_attack": ("not_prompt_attackable", "adversarial prompt search")}
 #: Drawings per attacked model shown in the image grid.
 GRID_IMAGES = 8
 
@@ -36,8 +33,8 @@ def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
 
     if attack not in ATTACKS:
         raise ValueError(f"attack must be one of {', '.join(ATTACKS)}, got {attack!r}")
-    gate, label, method = ATTACKS[attack]
-    result = getattr(probe, method)(settings)
+    gate, label = ATTACKS[attack]
+    result = getattr(probe, attack)(settings)
     judged = probe.judge is not None
     plain = probe.concept_values([0.0])[0.0]  # the unlearned model's own images (ψ = 0, scoring seeds)
     verdict = decide_attack(attack, result.values["unlearned"], result.values["original"],
@@ -86,11 +83,17 @@ def evaluate(probe: Any, attack: str, ccs_max: float, settings: Any = None, *,
 
 
 def attack_settings(attack: str, budget: Any, seed: int) -> Any:
-    """``budget`` (None or a dict of the attack's ``ATTACK_BUDGETS`` keys) as its settings; the seed defaults to ``seed``."""
+    """``budget`` (None or a dict of the attack's settings fields) as its settings; the seed defaults to ``seed``.
+
+    The settings: ``attacks.inversion.InversionSettings``, ``attacks.prompt_search.PromptSearchSettings``.
+    """
+    from dataclasses import fields
+
     from ..attacks.inversion import InversionSettings
     from ..attacks.prompt_search import PromptSearchSettings
 
-    keys = ATTACK_BUDGETS[attack]
+    kind = InversionSettings if attack == "inversion" else PromptSearchSettings
+    keys = tuple(f.name for f in fields(kind))
     if budget is None:
         budget = {}
     if not isinstance(budget, dict):
@@ -99,7 +102,6 @@ def attack_settings(attack: str, budget: Any, seed: int) -> Any:
     if unknown:
         raise ValueError(f"budget: unknown key(s) {', '.join(map(repr, unknown))} for guidance={attack!r}; "
                          f"expected some of {', '.join(keys)}")
-    kind = InversionSettings if attack == "inversion" else PromptSearchSettings
     return kind(**{"seed": seed, **budget})
 
 
