@@ -5,7 +5,9 @@ encoder) with the text encoder frozen, as the methods do on Stable Diffusion:
 
 - ESD (Gandikota et al. 2023): ``ε_θ(x_t, c) → ε*(x_t, ∅) − η (ε*(x_t, c) − ε*(x_t, ∅))``
   on x_t from the original model's own trajectories for the concept; ESD-x
-  trains the cross-attention only, ESD-u everything else.
+  trains the cross-attention (``attn2``) only, ESD-u every other Linear and Conv2d
+  layer (norms stay the original's): the selection of ESD's own script
+  (``get_esd_trainable_parameters`` in rohitgandikota/erasing's ``esd_sd.py``).
 - Concept Ablation (Kumari et al. 2023, model-based): ``ε_θ(x_t, c*) → sg(ε_θ(x_t, c_anchor))``
   on noised anchor images, plus the ordinary denoising loss on them.
 - UCE (Gandikota et al. 2024): closed-form edit of every cross-attention key
@@ -42,6 +44,7 @@ __all__ = [
     "concept_ablation",
     "conceal_text_encoder",
     "esd",
+    "esd_trained_names",
     "salun",
     "uce",
 ]
@@ -110,6 +113,21 @@ def _is_cross_attention(name: str) -> bool:
     return ".attn2." in name or name.startswith("add_embedding.")
 
 
+def esd_trained_names(unet: Any, variant: str) -> list[str]:
+    """The parameters ESD's script trains: Linear/Conv2d layers in ``attn2`` (ESD-x) or outside it (ESD-u).
+
+    Norm layers are never trained (the script selects modules by class), so ESD-u leaves
+    every GroupNorm/LayerNorm the original's, and its file holds only the tensors it trained.
+    """
+    if variant not in ("x", "u"):
+        raise ValueError(f"ESD variant must be 'x' or 'u', got {variant!r}")
+    names = []
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear | torch.nn.Conv2d) and ("attn2" in name) == (variant == "x"):
+            names += [f"{name}.{param}" for param, _ in module.named_parameters()]
+    return names
+
+
 def _train(
     unet: Any,
     params: list[torch.nn.Parameter],
@@ -156,7 +174,8 @@ def esd(
         raise ValueError(f"ESD variant must be 'x' or 'u', got {variant!r}")
     frozen = copy.deepcopy(original_unet).eval()
     unet = copy.deepcopy(original_unet)
-    params = [p for n, p in unet.named_parameters() if _is_cross_attention(n) == (variant == "x")]
+    chosen = set(esd_trained_names(unet, variant))
+    params = [p for n, p in unet.named_parameters() if n in chosen]
     gen = torch.Generator().manual_seed(seed)
     empty = ctx.embed([""]).detach()
 

@@ -354,11 +354,16 @@ def build_zoo(work: Path, out: Path, *, steps: int, vae_steps: int, method_steps
                             "unet_style": unet_style, "scheduler": scheduler, "loss_weight": weighting,
                             "train_text_encoder": train_text}
 
+    mine: set[str] = set()  # the entries this process recorded; every other one is the file's latest
+
     def record(name: str, **info: Any) -> None:
-        # Re-read first: gold standards may train in parallel processes sharing this file.
+        # Re-read first: stages of other concepts may train in parallel processes sharing this file, and
+        # an entry another process rewrote since this one started must not be put back as it was.
         if manifest_path.exists():
-            manifest["models"] = {**json.loads(manifest_path.read_text())["models"], **manifest["models"]}
+            latest = json.loads(manifest_path.read_text())["models"]
+            manifest["models"] = {**manifest["models"], **latest, **{n: manifest["models"][n] for n in mine}}
         manifest["models"][name] = {**manifest["models"].get(name, {}), **info}
+        mine.add(name)
         atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, default=str).encode())
 
     torch.manual_seed(seed)
@@ -491,23 +496,21 @@ def run_method(method: str, *, pipe: Any, ctx: methods.TrainingContext, pool: me
     raise ValueError(f"unknown method {method!r}")
 
 
-def write_as_esd_script(src: Path, original: dict[str, torch.Tensor], target: Path) -> bool:
-    """Write an ESD-x UNet as ESD's diffusers script saves it: only its trained tensors.
+def write_as_esd_script(src: Path, original: dict[str, torch.Tensor], trained: Sequence[str], target: Path) -> bool:
+    """Write an ESD UNet as ESD's script saves it: only the tensors it trained (``trained``).
 
-    ESD's ``esd-x`` trains the Linear layers of the cross-attention (``attn2``) and saves just
-    those (a safetensors of about 10% of the UNet's tensors; the plugin loads it as ``partial``).
-    Only when every other tensor is the original's (true on the SD 1.x-style UNet; the old pooled
-    UNet's ESD-x also edited the pooled path): returns False and writes nothing otherwise.
+    ESD's ``esd-x`` trains the Linear layers of the cross-attention (``attn2``), ``esd-u`` every
+    other Linear/Conv2d layer (``methods.esd_trained_names``); the script saves just those (a
+    safetensors file the plugin loads as ``partial``). Only when every other tensor is the
+    original's: returns False and writes nothing otherwise.
     """
     from safetensors.torch import load_file, save
 
-    from pytest_uoc.diffusion.checkpoints import module_family
-
     state = load_file(str(src))
-    trained = {k for k in state if module_family(k) == "cross-attention"}
-    if any(not torch.equal(v, original[k]) for k, v in state.items() if k not in trained):
+    chosen = set(trained)
+    if not chosen <= set(state) or any(not torch.equal(v, original[k]) for k, v in state.items() if k not in chosen):
         return False
-    atomic_write_bytes(target, save({k: state[k].contiguous() for k in sorted(trained)}))
+    atomic_write_bytes(target, save({k: state[k].contiguous() for k in sorted(chosen)}))
     return True
 
 
@@ -526,7 +529,8 @@ def install(pipe: Any, work: Path, out: Path, concepts: Sequence[str]) -> None:
             src = work / f"digits-{method}-{concept}.safetensors"
             suffix = ".text_encoder.safetensors" if method == "conceal" else ".safetensors"
             target = staging / "variants" / f"digits-{method}-{concept}{suffix}"
-            if method == "esd" and write_as_esd_script(src, base, target):
+            variant = {"esd": "x", "esdu": "u"}.get(method)
+            if variant and write_as_esd_script(src, base, methods.esd_trained_names(pipe.unet, variant), target):
                 continue
             shutil.copy(src, target)
     shutil.copy(work / "judge.safetensors", staging / "judge.safetensors")
