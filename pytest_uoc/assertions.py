@@ -143,7 +143,7 @@ def assert_concept_not_retrievable(
     against ``ccs_max``; the attack must bring the concept back from the original
     (else inconclusive). ``psi`` does not apply. ``budget``: a dict with any of
     ``steps`` (300), ``lr`` (0.005), ``batch_size`` (8), ``seed`` (the probe's).
-    Returns an ``AttackVerdict``. SD 1.x/2.x pipelines only.
+    Returns an ``AttackVerdict``. SD 1.x/2.x and SDXL pipelines (SD3 and Flux are refused).
 
     ``guidance="prompt_attack"``: adversarial prompt search (UnlearnDiffAtk): real
     tokens prepended to each concept prompt, searched against each model with its

@@ -157,10 +157,15 @@ def test_bad_settings_are_refused(kwargs, message):
 
 
 def test_other_families_are_refused_by_name():
-    from family_builders import build_sdxl
+    from family_builders import build_flux, build_sd3, build_sdxl
 
-    with pytest.raises(ValueError, match="supports SD 1.x/2.x pipelines .*SDXL is not supported yet"):
-        search_prompt(build_sdxl(), _latents(), PROMPT, PromptSearchSettings(steps=1))
+    # SDXL is supported (tests/test_attacks_sdxl.py): one step runs.
+    found = search_prompt(build_sdxl(), _latents(), PROMPT, PromptSearchSettings(steps=1, tokens=1, batch_size=1))
+    assert len(found.token_ids) == 1
+    for build, label in ((build_sd3, "SD3"), (build_flux, "Flux")):
+        with pytest.raises(ValueError, match=f"prompt search supports SD 1.x/2.x and SDXL pipelines .*{label} is "
+                                             "not supported yet"):
+            search_prompt(build(), _latents(), PROMPT, PromptSearchSettings(steps=1))
 
 
 def _engine(pipe, unet) -> PartialDiffusion:

@@ -11,7 +11,9 @@ from them is the gate's (``gates.attacked``, ``scoring.attack_verdict``; docs/at
 With the probe's cache folder (the plugin's, ``ProbeSettings.classifier_cache``), each
 learned token and its drawings are kept as ``inversion-<key>.pt``, the key holding the
 attacked model's and the original's fingerprints, the training latents, prompts, token,
-budget and drawing settings: a re-run learns and draws nothing.
+budget and drawing settings: a re-run learns and draws nothing. On SDXL the entry holds
+both encoders' vectors (``vector``, ``vector_2``) and the key fingerprints ``text_encoder_2``
+and ``tokenizer_2`` too (``on_probe.model_key``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from .. import progress
 from .inversion import (
     InversionSettings,
     LearnedToken,
-    embedding_override,
     learn_token,
-    placeholder_token,
+    placeholder,
+    token_override,
     token_prompts,
 )
 from .on_probe import (
@@ -79,53 +81,78 @@ def run_inversion(probe: Any, settings: InversionSettings | None = None) -> Inve
     check_family(engine.original)
     settings = settings or InversionSettings(seed=probe.settings.seed)
     prompts = list(probe.concept.prompts)
-    token, token_id = placeholder_token(engine.original.tokenizer, [*prompts, *probe.anchors])
+    token, token_ids = placeholder(engine.original, [*prompts, *probe.anchors])  # one id per text encoder
+    token_id, token_id_2 = token_ids[0], (token_ids[1] if len(token_ids) > 1 else None)
     attack_prompts = token_prompts(probe.anchors, token)
     latents = training_latents(probe)  # what the token learns from
     train_prompts = [attack_prompts[i] for i in range(len(prompts)) for _ in probe.train_seeds]
     result = InversionResult(settings, token, attack_prompts, list(probe.eval_seeds))
     store = cache_store(probe, "inversion")
     # What every key shares (the original's fingerprints, the training latents, prompts, budget): hashed once.
-    shared = shared_key(engine, latents, _fields(train_prompts, token, token_id, settings, probe.eval_seeds,
+    shared = shared_key(engine, latents, _fields(train_prompts, token, token_ids, settings, probe.eval_seeds,
                                                  attack_prompts)) if store is not None else ""
     for name, pipe in attacked_models(probe).items():
         start = time.perf_counter()
         key = model_key(shared, pipe) if store is not None else ""
-        kept = _load(store, key, token, token_id)
+        kept = _load(store, key, token, token_id, token_id_2)
         if kept is not None:
             (learned, images), evals = kept, 0
         else:
             with progress.phase(f"inversion, learning the token ({name})"):
-                learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device)
-            with (torch.inference_mode(), embedding_override(pipe.text_encoder, token_id, learned.vector),
+                learned = learn_token(pipe, latents, train_prompts, token, token_id, settings, device=engine.device,
+                                      token_id_2=token_id_2)
+            with (torch.inference_mode(), token_override(pipe, learned),
                   progress.phase(f"inversion, drawing with the token ({name})")):
                 drawn = drawer(engine, pipe).generate(attack_prompts, 0.0, list(probe.eval_seeds))
             images, evals = drawn.images, learned.unet_evals + drawn.unet_evals
             if store is not None:
-                store.save(key, {"vector": learned.vector, "losses": torch.tensor(learned.losses),
-                                 "unet_evals": learned.unet_evals, "seconds": learned.seconds, "images": images})
+                store.save(key, _payload(learned, images))
         result.tokens[name], result.images[name] = learned, images
         result.values[name] = book(probe, "inversion", name, start, evals, images)
     return result
 
 
-def _fields(train_prompts: list[str], token: str, token_id: int, settings: InversionSettings, eval_seeds: Any,
-            attack_prompts: list[str]) -> dict[str, Any]:
-    """The inversion's own part of the shared cache key: its training prompts, token, budget and drawing prompts."""
-    return {"train_prompts": train_prompts, "token": token, "token_id": token_id, "settings": asdict(settings),
-            "eval_seeds": list(eval_seeds), "prompts": attack_prompts}
+def _fields(train_prompts: list[str], token: str, token_ids: tuple[int, ...], settings: InversionSettings,
+            eval_seeds: Any, attack_prompts: list[str]) -> dict[str, Any]:
+    """The inversion's own part of the shared cache key: its training prompts, token, budget and drawing prompts.
+
+    ``token_id_2`` only where there is a second tokenizer (SDXL), so SD 1.x/2.x keys stay what they were.
+    """
+    fields = {"train_prompts": train_prompts, "token": token, "token_id": token_ids[0], "settings": asdict(settings),
+              "eval_seeds": list(eval_seeds), "prompts": attack_prompts}
+    if len(token_ids) > 1:
+        fields["token_id_2"] = token_ids[1]
+    return fields
 
 
-def _load(store: Any, key: str, token: str, token_id: int) -> tuple[LearnedToken, torch.Tensor] | None:
-    """A kept token and its drawings, or None (none kept; an unreadable entry is warned about and redone)."""
+def _payload(learned: LearnedToken, images: torch.Tensor) -> dict[str, Any]:
+    """What is kept of one model's inversion: its vector(s), losses, cost and drawings (``vector_2`` on SDXL)."""
+    payload = {"vector": learned.vector, "losses": torch.tensor(learned.losses), "unet_evals": learned.unet_evals,
+               "seconds": learned.seconds, "images": images}
+    if learned.vector_2 is not None:
+        payload["vector_2"] = learned.vector_2
+    return payload
+
+
+def _load(store: Any, key: str, token: str, token_id: int,
+          token_id_2: int | None = None) -> tuple[LearnedToken, torch.Tensor] | None:
+    """A kept token and its drawings, or None (none kept; an unreadable entry is warned about and redone).
+
+    With ``token_id_2`` (SDXL) the entry must hold ``vector_2``; an SD 1.x/2.x entry has only ``vector``.
+    """
     if store is None:
         return None
     try:
         payload = store.load(key)
         if payload is None:
             return None
+        second: dict[str, Any] = {}
+        if token_id_2 is not None:
+            if "vector_2" not in payload:
+                raise ValueError("no vector_2 for the second text encoder")
+            second = {"token_id_2": token_id_2, "vector_2": payload["vector_2"]}
         learned = LearnedToken(token, token_id, payload["vector"], tuple(float(x) for x in payload["losses"]),
-                               int(payload["unet_evals"]), float(payload["seconds"]), from_cache=True)
+                               int(payload["unet_evals"]), float(payload["seconds"]), from_cache=True, **second)
         return learned, payload["images"]
     except Exception as exc:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
         warnings.warn(f"pytest-uoc: unreadable inversion cache entry {Path(store.path(key))} ({exc}); "

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AttackShares", "attacked_models", "book", "cache_store", "drawer", "model_key", "shared_key",
-           "training_latents"]
+__all__ = ["AttackShares", "attacked_models", "book", "cache_store", "describe_part", "drawer", "family_key_parts",
+           "model_key", "shared_key", "training_latents"]
 
 
 class AttackShares:
@@ -74,12 +74,48 @@ def shared_key(engine: Any, latents: torch.Tensor, fields: Mapping[str, Any]) ->
 
 
 def model_key(shared: str, pipe: Any, *extra: str) -> str:
-    """One attacked model's key: ``shared``, its UNet and text encoder, ``extra`` parts and its scheduler's config."""
+    """One attacked model's key: ``shared``, its UNet and text encoder, ``extra`` parts and its scheduler's config.
+
+    For a family with more text parts (SDXL: ``Family.cache_key_parts``, the second text encoder
+    and its tokenizer) those parts and the pipeline's config (``force_zeros_for_empty_prompt``)
+    follow, as in the trajectory cache's keys; an SD 1.x/2.x key has nothing more (unchanged).
+    """
     from ..stores import fingerprint_module, stable_config
 
     parts = [shared, fingerprint_module(pipe.unet), fingerprint_module(pipe.text_encoder), *extra,
-             stable_config(pipe.scheduler.config)]
+             stable_config(pipe.scheduler.config), *family_key_parts(pipe)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def family_key_parts(pipe: Any) -> list[str]:
+    """The key parts of ``pipe``'s family's extra text parts (none for SD 1.x/2.x), then the pipeline's config."""
+    from ..diffusion.families import family_of
+
+    names = family_of(pipe).cache_key_parts
+    if not names:
+        return []
+    config = {k: v for k, v in dict(getattr(pipe, "config", {})).items() if not str(k).startswith("_")}
+    return [*(f"{name}={describe_part(getattr(pipe, name, None))}" for name in names),
+            json.dumps(config, sort_keys=True, default=str)]
+
+
+def describe_part(part: Any) -> str:
+    """A key part for a pipeline part: a module's fingerprint, a tokenizer's kind, size, padding and vocabulary.
+
+    A tokenizer's padding token and vocabulary are in it (beyond what ``TrajectoryCache.describe``
+    keys): the attacks' rows are padded by it (SDXL's ``tokenizer_2`` pads with "!") and prompt
+    search's ids are read through its vocabulary.
+    """
+    from ..stores import fingerprint_module
+
+    if part is None:
+        return "none"
+    if hasattr(part, "state_dict"):
+        return fingerprint_module(part)
+    vocab = part.get_vocab() if hasattr(part, "get_vocab") else {}
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()
+    return (f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}:"
+            f"pad={getattr(part, 'pad_token', None)!r}:vocab={digest}")
 
 
 def drawer(engine: Any, pipe: Any) -> Any:

@@ -21,7 +21,15 @@ of the tokenizer's own tokens. Here:
 The tokens are injected by a forward hook on the text encoder's input embeddings: no
 pipeline, tokenizer or weight is modified. Deterministic for a seed: one CPU generator
 draws the starting tokens, the evaluation batch and every training timestep, latent and
-noise. SD 1.x/2.x pipelines only (one CLIP text encoder); SDXL, SD3 and Flux are refused.
+noise. SD 1.x/2.x and SDXL pipelines; SD3 and Flux are refused with a message naming the family.
+
+On SDXL each slot holds one token id, used by both text encoders (their tokenizers must
+share one vocabulary; refused otherwise): continuous embeddings are kept per encoder, each
+slot is projected to the id whose input embeddings maximise the sum of the two cosine
+similarities (the same candidate ids in both tables), and the straight-through gradient
+reaches both continuous sets. Each encoder reads its row with its own tokenizer
+(``tokenizer_2`` pads with "!"), and the loss feeds the UNet what the pipeline would
+(``text_conditioning``: both penultimate states, the pooled embedding, the time ids).
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import progress
-from .inversion import _target, check_family
+from .inversion import _target
+from .text_conditioning import TextConditioning, text_conditioning
 
-__all__ = ["AmbiguousFoundPrompts", "FoundPrompt", "PromptSearchSettings", "found_prompts_override", "found_text",
-           "prompt_row", "quiet_truncation", "search_prompt", "slot_override", "special_ids"]
+__all__ = ["AmbiguousFoundPrompts", "FoundPrompt", "PromptSearchSettings", "check_shared_vocabulary",
+           "found_prompts_override", "found_text", "prompt_row", "quiet_truncation", "search_prompt", "slot_override",
+           "special_ids"]
 
 #: AdamW's weight decay on the continuous embeddings (PEZ's; it keeps them near the embedding table's scale).
 _WEIGHT_DECAY = 0.1
@@ -76,9 +86,9 @@ class FoundPrompt:
 
     ``losses[k]`` is the loss, on the fixed evaluation batch, of the tokens the search held
     after ``k`` updates (``losses[0]``: the starting tokens); ``best_loss`` is the lowest, that
-    of ``token_ids``. ``retokenizes`` says whether the tokenizer reads ``text`` back as
-    ``token_ids`` followed by the prompt's ids; when it does not, draw from the ids
-    (``found_prompts_override``), not from the text alone.
+    of ``token_ids``. ``retokenizes`` says whether the tokenizer (on SDXL: each of both)
+    reads ``text`` back as ``token_ids`` followed by the prompt's ids; when it does not, draw
+    from the ids (``found_prompts_override``), not from the text alone.
     """
 
     prompt: str
@@ -157,14 +167,28 @@ def slot_override(text_encoder: Any, start: int, vectors: torch.Tensor) -> Itera
 
 @contextlib.contextmanager
 def found_prompts_override(pipe: Any, found: Sequence[FoundPrompt]) -> Iterator[None]:
-    """Within the block, ``pipe``'s text encoder reads each found text as its token ids (no weight changes).
+    """Within the block, ``pipe``'s text encoder(s) read each found text as its token ids (no weight changes).
 
     Texts that retokenize need nothing; one that does not is embedded, whole sequence, as
-    ``prompt_row`` of its ids (a forward hook matching the tokenizer's ids of the text).
-    ``AmbiguousFoundPrompts`` when two found prompts' texts tokenize alike but stand for
-    different ids: draw those apart, one override each.
+    ``prompt_row`` of its ids (a forward hook matching the tokenizer's ids of the text). On
+    SDXL each encoder gets its own hook, its rows built with its own tokenizer (``tokenizer_2``
+    pads with "!"). ``AmbiguousFoundPrompts`` when two found prompts' texts tokenize alike but
+    stand for different ids: draw those apart, one override each.
     """
-    tokenizer, length = pipe.tokenizer, int(pipe.tokenizer.model_max_length)
+    text = text_conditioning(pipe, "prompt search")
+    pairs = list(zip(text.tokenizers, text.encoders, strict=True))
+    # Every encoder's rows first, so an ambiguity is raised before any hook is set.
+    replacements = [(encoder, _replaced_rows(tokenizer, found)) for tokenizer, encoder in pairs]
+    with contextlib.ExitStack() as stack:
+        for encoder, replaced in replacements:
+            if replaced:
+                stack.enter_context(_rows_override(encoder, replaced))
+        yield
+
+
+def _replaced_rows(tokenizer: Any, found: Sequence[FoundPrompt]) -> dict[tuple[int, ...], tuple[int, ...]]:
+    """The rows ``tokenizer`` reads found texts as, mapped to the rows meant (only those that differ)."""
+    length = int(tokenizer.model_max_length)
     rows: dict[tuple[int, ...], tuple[int, ...]] = {}
     for item in found:
         read = tuple(tokenizer(item.text, padding="max_length", max_length=length, truncation=True).input_ids)
@@ -172,11 +196,13 @@ def found_prompts_override(pipe: Any, found: Sequence[FoundPrompt]) -> Iterator[
         if rows.setdefault(read, meant) != meant:
             raise AmbiguousFoundPrompts(f"prompt search: the found text {item.text!r} tokenizes like another found "
                                         "prompt with other ids; draw them apart")
-    replaced = {read: meant for read, meant in rows.items() if read != meant}
-    if not replaced:
-        yield
-        return
-    embedding = pipe.text_encoder.get_input_embeddings()
+    return {read: meant for read, meant in rows.items() if read != meant}
+
+
+@contextlib.contextmanager
+def _rows_override(text_encoder: Any, replaced: dict[tuple[int, ...], tuple[int, ...]]) -> Iterator[None]:
+    """Within the block, ``text_encoder`` embeds each row of ``replaced`` as the row it maps to (a forward hook)."""
+    embedding = text_encoder.get_input_embeddings()
 
     def hook(_module: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         matches = [(i, replaced[tuple(row)]) for i, row in enumerate(inputs[0].tolist()) if tuple(row) in replaced]
@@ -195,10 +221,30 @@ def found_prompts_override(pipe: Any, found: Sequence[FoundPrompt]) -> Iterator[
         handle.remove()
 
 
-def _vocabulary(tokenizer: Any, rows: int, vocabulary: Sequence[int] | None) -> torch.Tensor:
-    """The ids searched: ``vocabulary`` (checked) or every id of the tokenizer and the table but the special ones."""
-    special = special_ids(tokenizer)
-    size = min(len(tokenizer), rows)
+def check_shared_vocabulary(pipe: Any) -> None:
+    """Refuse (ValueError, naming both) an SDXL pipeline whose two tokenizers do not share one vocabulary.
+
+    Prompt search puts one token id per slot into both text encoders: the id must mean the
+    same token to both tokenizers (``get_vocab()`` equal). Nothing to check with one tokenizer.
+    """
+    tokenizers = text_conditioning(pipe, "prompt search").tokenizers
+    if len(tokenizers) < 2 or tokenizers[0] is tokenizers[1]:
+        return
+    first, second = tokenizers
+    if first.get_vocab() != second.get_vocab():
+        raise ValueError(f"prompt search on SDXL puts one token id per slot into both text encoders, so tokenizer "
+                         f"({type(first).__name__}, {len(first)} tokens) and tokenizer_2 ({type(second).__name__}, "
+                         f"{len(second)} tokens) must share one vocabulary (get_vocab()); theirs differ")
+
+
+def _vocabulary(tokenizer: Any, rows: int, vocabulary: Sequence[int] | None,
+                others: Sequence[Any] = ()) -> torch.Tensor:
+    """The ids searched: ``vocabulary`` (checked) or every id of the tokenizer and the table but the special ones.
+
+    ``others`` (SDXL: ``tokenizer_2``): their special ids are excluded too, and ids beyond any of them.
+    """
+    special = special_ids(tokenizer).union(*(special_ids(other) for other in others))
+    size = min(len(tokenizer), rows, *(len(other) for other in others))
     if vocabulary is None:
         ids = [i for i in range(size) if i not in special]
     else:
@@ -228,16 +274,36 @@ def _draw(n: int, latents: torch.Tensor, steps_total: int,
     return pick, t, noise
 
 
-def _loss(pipe: Any, latents: torch.Tensor, row: torch.Tensor, slots: torch.Tensor,
-          batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The denoising loss on ``batch`` with the prompt ``row`` (1×L ids) whose slots are embedded as ``slots``."""
-    unet, text_encoder = pipe.unet, pipe.text_encoder
-    unet_dtype = next(unet.parameters()).dtype
+def _nearest(continuous: Sequence[torch.Tensor], unit_tables: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per slot, the row of the tables (one per encoder, rows normalised, same ids) nearest the continuous embeddings.
+
+    Nearest by cosine similarity; with several encoders (SDXL) by the sum of each encoder's
+    cosine similarity, so one id serves every encoder.
+    """
+    scores = F.normalize(continuous[0].detach(), dim=-1) @ unit_tables[0].T
+    for own, unit in zip(continuous[1:], unit_tables[1:], strict=True):
+        scores = scores + F.normalize(own.detach(), dim=-1) @ unit.T
+    return scores.argmax(dim=-1)
+
+
+def _loss(pipe: Any, latents: torch.Tensor, row: torch.Tensor | Sequence[torch.Tensor],
+          slots: torch.Tensor | Sequence[torch.Tensor], batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+          device: torch.device | str, text: TextConditioning | None = None) -> torch.Tensor:
+    """The denoising loss on ``batch`` with the prompt ``row`` (1×L ids) whose slots are embedded as ``slots``.
+
+    On SDXL ``row`` and ``slots`` hold one per text encoder (each encoder's row from its own
+    tokenizer, its slots in its own width); a single tensor stands for the one encoder of SD 1.x/2.x.
+    """
+    text = text or text_conditioning(pipe, "prompt search")
+    rows = (row,) if isinstance(row, torch.Tensor) else tuple(row)
+    vectors = (slots,) if isinstance(slots, torch.Tensor) else tuple(slots)
     pick, t, noise = batch
     x_t, target = _target(pipe.scheduler, latents[pick], noise, t)
-    with slot_override(text_encoder, 1, slots):
-        hidden = text_encoder(row)[0].expand(len(pick), -1, -1)
-    out = unet(x_t.to(device, unet_dtype), t.to(device), encoder_hidden_states=hidden.to(unet_dtype)).sample
+    with contextlib.ExitStack() as stack:
+        for encoder, own in zip(text.encoders, vectors, strict=True):
+            stack.enter_context(slot_override(encoder, 1, own))
+        cond = text.expand(text.encode(rows, text.image_size(latents)), len(pick))
+    out = text.predict(x_t, t, cond, device)
     return F.mse_loss(out.float(), target.to(device))
 
 
@@ -245,37 +311,41 @@ def search_prompt(pipe: Any, latents: torch.Tensor, prompt: str, settings: Promp
                   device: torch.device | str = "cpu", vocabulary: Sequence[int] | None = None) -> FoundPrompt:
     """Search ``settings.tokens`` real tokens to prepend to ``prompt`` so ``pipe`` denoises ``latents`` best.
 
-    ``latents`` (scaled, N×4×h×w) are images of the concept; ``pipe``'s UNet and text encoder
+    ``latents`` (scaled, N×4×h×w) are images of the concept; ``pipe``'s UNet and text encoder(s)
     stay frozen. ``vocabulary`` limits the ids searched (default: every non-special id).
     The starting tokens are drawn at random from the vocabulary; AdamW on their continuous
-    embeddings, straight-through the projection (see the module's docstring).
+    embeddings, straight-through the projection (see the module's docstring; on SDXL one
+    continuous set per encoder, one id per slot for both).
     """
-    check_family(pipe)
+    text = text_conditioning(pipe, "prompt search")  # refuses SD3 and Flux, naming them
     if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or len(latents) == 0:
         raise ValueError(f"prompt search needs latents N×C×h×w with N >= 1, got "
                          f"{tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__}")
+    check_shared_vocabulary(pipe)
     device = torch.device(device)
-    unet, text_encoder, tokenizer, scheduler = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
+    tokenizers, scheduler = text.tokenizers, pipe.scheduler
+    tokenizer = tokenizers[0]
     start = time.perf_counter()
-    weight = text_encoder.get_input_embeddings().weight
-    candidates = _vocabulary(tokenizer, weight.shape[0], vocabulary)
-    table = weight.detach()[candidates.to(weight.device)].float().to(device)
-    unit_table = F.normalize(table, dim=-1)
+    weights = [encoder.get_input_embeddings().weight for encoder in text.encoders]
+    candidates = _vocabulary(tokenizer, min(weight.shape[0] for weight in weights), vocabulary, tokenizers[1:])
+    # One table per encoder, the same candidate ids in each.
+    tables = [weight.detach()[candidates.to(weight.device)].float().to(device) for weight in weights]
+    unit_tables = [F.normalize(table, dim=-1) for table in tables]
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     x0_all = latents.float()
     steps_total = int(scheduler.config.num_train_timesteps)
     first, evaluation = _start(settings, len(candidates), x0_all, steps_total, generator)
-    # The slots' ids in ``base`` are the starting ones; the hook gives them the searched embeddings.
-    base = torch.tensor([prompt_row(tokenizer, prompt, candidates[first].tolist())], device=device)
-    continuous = table[first.to(device)].clone().requires_grad_(True)
-    optimizer = torch.optim.AdamW([continuous], lr=float(settings.lr), weight_decay=_WEIGHT_DECAY)
+    # The slots' ids in ``bases`` are the starting ones; the hooks give them the searched embeddings.
+    bases = [torch.tensor([prompt_row(own, prompt, candidates[first].tolist())], device=device) for own in tokenizers]
+    continuous = [table[first.to(device)].clone().requires_grad_(True) for table in tables]
+    optimizer = torch.optim.AdamW(continuous, lr=float(settings.lr), weight_decay=_WEIGHT_DECAY)
     seen: dict[tuple[int, ...], float] = {}
     losses: list[float] = []
     evals = 0
 
     def project() -> torch.Tensor:
-        """Indices (into ``candidates``) of the vocabulary embeddings nearest the continuous ones (cosine)."""
-        return (F.normalize(continuous.detach(), dim=-1) @ unit_table.T).argmax(dim=-1)
+        """Indices (into ``candidates``) of the vocabulary embeddings nearest the continuous ones (``_nearest``)."""
+        return _nearest(continuous, unit_tables)
 
     def evaluate(nearest: torch.Tensor) -> None:
         """Book the fixed-batch loss of the projected tokens (computed once per distinct token ids)."""
@@ -283,12 +353,14 @@ def search_prompt(pipe: Any, latents: torch.Tensor, prompt: str, settings: Promp
         ids = tuple(int(i) for i in candidates[nearest.cpu()])
         if ids not in seen:
             with torch.no_grad():
-                seen[ids] = float(_loss(pipe, x0_all, base, table[nearest], evaluation, device))
+                seen[ids] = float(_loss(pipe, x0_all, bases, [table[nearest] for table in tables], evaluation,
+                                        device, text))
             evals += len(evaluation[0])
         losses.append(seen[ids])
 
-    grads = [p.requires_grad for p in (*unet.parameters(), *text_encoder.parameters())]
-    for p in (*unet.parameters(), *text_encoder.parameters()):
+    params = [p for module in text.modules for p in module.parameters()]
+    grads = [p.requires_grad for p in params]
+    for p in params:
         p.requires_grad_(False)
     try:
         with torch.enable_grad():
@@ -296,11 +368,10 @@ def search_prompt(pipe: Any, latents: torch.Tensor, prompt: str, settings: Promp
                 progress.report(step, settings.steps, unit="steps")
                 nearest = project()
                 evaluate(nearest)
-                discrete = table[nearest]
                 # Straight-through: the forward sees the real tokens, the gradient reaches the continuous embeddings.
-                slots = continuous + (discrete - continuous).detach()
+                slots = [own + (table[nearest] - own).detach() for own, table in zip(continuous, tables, strict=True)]
                 batch = _draw(settings.batch_size, x0_all, steps_total, generator)
-                loss = _loss(pipe, x0_all, base, slots, batch, device)
+                loss = _loss(pipe, x0_all, bases, slots, batch, device, text)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -308,14 +379,14 @@ def search_prompt(pipe: Any, latents: torch.Tensor, prompt: str, settings: Promp
             evaluate(project())
             progress.report(settings.steps, settings.steps, unit="steps")
     finally:
-        for p, flag in zip((*unet.parameters(), *text_encoder.parameters()), grads, strict=True):
+        for p, flag in zip(params, grads, strict=True):
             p.requires_grad_(flag)
     best = min(seen, key=seen.__getitem__)  # the first token ids seen with the lowest loss
-    text = found_text(tokenizer, prompt, best)
-    own = tokenizer(prompt, add_special_tokens=False).input_ids
+    text_found = found_text(tokenizer, prompt, best)
     with quiet_truncation():
-        retokenizes = tokenizer(text, add_special_tokens=False).input_ids == [*best, *own]
-    return FoundPrompt(prompt, text, best, tuple(losses), seen[best], evals, time.perf_counter() - start,
+        retokenizes = all(own(text_found, add_special_tokens=False).input_ids
+                          == [*best, *own(prompt, add_special_tokens=False).input_ids] for own in tokenizers)
+    return FoundPrompt(prompt, text_found, best, tuple(losses), seen[best], evals, time.perf_counter() - start,
                        retokenizes)
 
 

@@ -14,7 +14,8 @@ gate's (``gates.attacked``, ``scoring.attack_verdict``; docs/attacks.md).
 With the probe's cache folder (the plugin's, ``ProbeSettings.classifier_cache``), each
 model's found prompts and drawings are kept as ``prompt-attack-<key>.pt``, the key
 holding the attacked model's and the original's fingerprints, the training latents,
-prompts, budget and drawing settings: a re-run searches and draws nothing.
+prompts, budget and drawing settings: a re-run searches and draws nothing. On SDXL the key
+fingerprints ``text_encoder_2`` and ``tokenizer_2`` too (``on_probe.model_key``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .prompt_search import (
     AmbiguousFoundPrompts,
     FoundPrompt,
     PromptSearchSettings,
+    check_shared_vocabulary,
     found_prompts_override,
     quiet_truncation,
     search_prompt,
@@ -86,7 +88,8 @@ def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) 
     from .inversion import check_family
 
     engine = probe.engine
-    check_family(engine.original)
+    check_family(engine.original, "prompt search")
+    check_shared_vocabulary(engine.original)
     settings = settings or PromptSearchSettings(seed=probe.settings.seed)
     prompts = list(probe.concept.prompts)
     latents = training_latents(probe)  # prompt-major: prompt i's images are rows i·n .. (i+1)·n
@@ -143,7 +146,10 @@ def _fields(prompts: list[str], settings: PromptSearchSettings, eval_seeds: Any)
 
 
 def _key(shared: str, pipe: Any) -> str:
-    """The key of one attacked model's prompts and drawings: its UNet, text encoder, tokenizer, scheduler, ``shared``."""
+    """The key of one attacked model's prompts and drawings: its UNet, text encoder, tokenizer, scheduler, ``shared``.
+
+    On SDXL ``model_key`` adds ``text_encoder_2`` and ``tokenizer_2`` (SD 1.x/2.x keys are unchanged).
+    """
     tokenizer = pipe.tokenizer
     return model_key(shared, pipe, f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.model_max_length}")
 
