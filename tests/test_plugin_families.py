@@ -157,3 +157,33 @@ def test_the_session_loads_a_saved_flux_pipeline_and_its_transformer(tmp_path: P
         probe = session.probe(Concept("three", ("a handwritten three",)), original, pipe, None, settings,
                               {"original": "flux", "unlearned": "unlearned"})
     assert probe.engine.family.name == "flux" and probe.engine.unlearned is pipe
+
+
+@pytest.mark.parametrize("attack", ["inversion", "prompt_attack"])
+def test_uoc_audit_runs_the_learned_attacks_on_a_saved_sdxl_pipeline(family_models, tmp_path: Path, attack: str,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's SDXL folder and UNet file: the attack learns against both models through both text encoders."""
+    from pytest_uoc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    models = family_models["sdxl"]
+    main(["audit", "--original", str(models["original"]), "--unlearned", str(models["unlearned"]),
+          "--concept", "three", "--prompt", "a handwritten three", "--prompt", "the digit 3",
+          "--psi", "0.3", "--ccs-max", "0.5", "--out", str(tmp_path / "out"), "--progress", "never",
+          "--cache-dir", str(tmp_path / "cache"), "--attack", attack, "--attack-steps", "2",
+          *[o.replace("--uoc-", "--") for o in OPTIONS]])
+    out = capsys.readouterr().out
+    assert "not supported" not in out, out
+    rows = json.loads((tmp_path / "out" / "report.json").read_text())["tests"]
+    attacked = [row for row in rows if row.get(attack)]
+    assert len(attacked) == 1, out
+    assert attacked[0]["gate"] == {"inversion": "not_invertible", "prompt_attack": "not_prompt_attackable"}[attack]
+    found = attacked[0][attack]
+    assert found["kind"] in {"forgotten", "concealed", "inconclusive", "not_erased"} and found["attack"] == attack
+    assert set(found["models"]) == {"unlearned", "original"}
+    assert found["settings"]["steps"] == 2
+    for model in found["models"].values():
+        assert 0.0 <= model["share"]["mean"] <= 1.0 and model["unet_evals"] > 0
+    if attack == "prompt_attack":
+        assert all(len(item["token_ids"]) == 5 for model in found["models"].values() for item in model["found"])
