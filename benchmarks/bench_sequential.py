@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.runs is None:
         parser.error("give the stored runs' folder, or --live MODEL ...")
-    from diffusers import DDIMScheduler
+    import diffusers
 
     from pytest_uoc import zoo
     from pytest_uoc.rounds import settled
@@ -272,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         if not records:
             print("--extend needs two consecutive seed sets of a model", file=sys.stderr)
             return 2
-    scheduler = DDIMScheduler.from_pretrained(str(zoo.pipeline_path() / "scheduler"))
+    # The zoo's own scheduler class (SD 1.4's PNDM since the faithful build): its timesteps decide the hand-offs.
+    folder = zoo.pipeline_path() / "scheduler"
+    scheduler_class = json.loads((folder / "scheduler_config.json").read_text())["_class_name"]
+    scheduler = getattr(diffusers, scheduler_class).from_pretrained(str(folder))
     if args.compare_bootstraps:
         compare_bootstraps(records, scheduler)
         return 0
