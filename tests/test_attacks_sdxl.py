@@ -14,6 +14,7 @@ import hashlib
 import pytest
 import torch
 from family_builders import WORDS, build_sdxl, sdxl_unet
+from uoc_test_helpers import bright_judge
 
 from pytest_uoc.attacks.inversion import (
     InversionSettings,
@@ -35,15 +36,10 @@ from pytest_uoc.attacks.prompt_search import (
 from pytest_uoc.attacks.text_conditioning import SDXLConditioning, text_conditioning
 from pytest_uoc.concept import Concept
 from pytest_uoc.diffusion import PartialDiffusion
-from pytest_uoc.pixels import float_images
 from pytest_uoc.probe import Probe, ProbeSettings
 
 PROMPTS = ("a red handwritten three", "a green handwritten three")
 PROMPT = PROMPTS[0]
-
-
-def bright_judge(images: torch.Tensor) -> torch.Tensor:
-    return float_images(images).mean(dim=(1, 2, 3)) > 0.5
 
 
 def _with(pipe, **parts):

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from uoc_test_helpers import bright_judge
 
 from pytest_uoc.attacks.inversion import (
     InversionSettings,
@@ -16,14 +17,9 @@ from pytest_uoc.attacks.inversion import (
 )
 from pytest_uoc.concept import Concept
 from pytest_uoc.diffusion import PartialDiffusion
-from pytest_uoc.pixels import float_images
 from pytest_uoc.probe import Probe, ProbeSettings
 
 PROMPTS = ("a red handwritten three", "a green handwritten three")
-
-
-def bright_judge(images: torch.Tensor) -> torch.Tensor:
-    return float_images(images).mean(dim=(1, 2, 3)) > 0.5
 
 
 def test_the_placeholder_is_one_unused_token_and_the_prompts_carry_it(tiny_pipe):

@@ -17,6 +17,13 @@ class MeanPixelClassifier:
         return images.mean(dim=(1, 2, 3))
 
 
+def bright_judge(images: torch.Tensor) -> torch.Tensor:
+    """A boolean judge for the attack tests: "shows the concept" where the image's mean pixel is above 0.5."""
+    from pytest_uoc.pixels import float_images
+
+    return float_images(images).mean(dim=(1, 2, 3)) > 0.5
+
+
 def constant_images(values: list[float]) -> torch.Tensor:
     """One flat 3×4×4 image per value, every pixel equal to it."""
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).clone()
