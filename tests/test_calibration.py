@@ -289,3 +289,41 @@ def test_a_probe_can_share_another_probes_images(tiny_pipe, tiny_unet):
     assert second.null_images([0.3], "upper")[0.3] is first.null_images([0.3], "upper")[0.3]
     assert second.scores([0.3])[0.3] is first.scores([0.3])[0.3]
     assert second.cost.sweeps == 0
+
+
+def _no_judge_curve(unlearned, *, scorer=None, reference=None):
+    """A curve scored by the concept classifier (``scorer`` None) or a judge, with a low domain CCS."""
+    from pytest_uoc.scoring import Estimate
+    from pytest_uoc.scoring.ccs import CCSCurve
+
+    options = {} if scorer is None else {"scorer": scorer}
+    return calibrated_curve(
+        {p: _flags(unlearned[p]) for p in PSIS}, {p: _flags(UPPER[p]) for p in PSIS},
+        {p: _flags(LOWER[p]) for p in PSIS}, original_steps={p: round(p * 25) for p in PSIS}, total_steps=25,
+        anchors=("a digit",), ccs=CCSCurve.from_estimates({p: Estimate(0.05, 0.0, 0.1, N) for p in PSIS}),
+        reference=None if reference is None else {p: _flags(reference[p]) for p in PSIS}, **options)
+
+
+# Far below the lower null at ψ 0.55 (0.20 against 0.90): the original steered away still keeps its hand-off.
+FAR_BELOW = {0.0: 0.0, 0.05: 0.0, 0.15: 0.0, 0.55: 0.20}
+
+
+def test_without_a_judge_a_finish_far_below_the_lower_null_is_not_forgetting():
+    """The concept classifier recognising the finishing model (ESD-x-red, judge-free) must not pass."""
+    verdict = _decide(_no_judge_curve(FAR_BELOW))
+    assert verdict.kind == "inconclusive" and not verdict.passed
+    assert verdict.cause == "below_lower_null"
+    assert "ψ=0.55" in verdict.reason and "below the lower null" in verdict.reason and "--uoc-judge" in verdict.reason
+
+
+def test_a_finish_within_ccs_max_below_the_lower_null_still_passes_without_a_judge():
+    verdict = _decide(_no_judge_curve({0.0: 0.0, 0.05: 0.0, 0.15: 0.05, 0.55: 0.85}))
+    assert verdict.kind == "forgotten", verdict.reason
+
+
+@pytest.mark.parametrize("judge, reference", [("test judge", None), (None, FAR_BELOW)])
+def test_a_judge_or_a_gold_standard_decides_a_finish_far_below_the_lower_null(judge, reference):
+    """A judge measures the concept itself, a gold standard is a real model: the step does not apply."""
+    verdict = _decide(_no_judge_curve(FAR_BELOW, scorer=judge, reference=reference))
+    assert verdict.kind == "forgotten", verdict.reason
+    assert verdict.cause != "below_lower_null"

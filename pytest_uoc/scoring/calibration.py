@@ -35,7 +35,15 @@ The rule (``decide_calibrated``), in order:
    ``ccs_max`` (whole interval) and its estimate at every ψ is too (the README's gate
    at its defaults: 16 scored seeds per prompt leave one ψ's interval too wide for the
    per-ψ test on a model that never learned the concept; docs/metrics.md);
-5. otherwise **inconclusive**, naming the side that was not proven.
+5. without a judge and without a gold standard, a ``forgotten`` of step 4 is held back
+   (**inconclusive**, cause ``below_lower_null``) when at some ψ ≤ the limit the model's
+   finishes sit *below the lower null by more than* ``ccs_max`` (whole interval): the
+   original steered away from the concept still keeps what its hand-off holds, a model
+   without the concept cannot take away more than that, so the concept classifier is
+   reading something else — the finishing model's own look — and says nothing about the
+   concept (measured: ESD-x-red, which draws red in every image, `forgotten` judge-free on
+   one of five seed sets; docs/metrics.md);
+6. otherwise **inconclusive**, naming the side that was not proven.
 
 "Significantly positive" is one paired bootstrap interval (95%, over prompt-seed
 items) of each item's excess averaged over the tested ψ, whose low bound is above 0:
@@ -344,7 +352,23 @@ def decide_calibrated(
             f"the limit {psi_limit:g}, where concealers show: docs/metrics.md); add ψ "
             f"{', '.join(f'{v:g}' for v in fill)} to --uoc-psis", cause="thin_grid",
         )
+    # Step 5: judge-free and without a gold standard, a finish far below the lower null is no forgetting.
+    below_lower = [p for p in checked if excess_lo(p).high < -ccs_max] if not (judged or use_reference) else []
+
+    def reads_the_model() -> Verdict:
+        p = below_lower[0]
+        return verdict(
+            "inconclusive",
+            f"not proven forgotten: at {sym}={p:g} the unlearned model's finishes sit below the lower null (the "
+            f"original steered away from the concept) by more than ccs_max={ccs_max:g} ({excess_lo(p)}), which a "
+            "model without the concept cannot do: the concept classifier is likely recognising the finishing model, "
+            "not the concept (give a judge, --uoc-judge, or a gold standard, --uoc-reference)",
+            cause="below_lower_null",
+        )
+
     if not above:
+        if below_lower:
+            return reads_the_model()
         worst = max(checked, key=lambda p: excess_lo(p).high)
         bound = "gap to the gold standard" if use_reference else "excess over the lower null"
         return verdict(
@@ -366,6 +390,8 @@ def decide_calibrated(
                          f"within ccs_max={ccs_max:g}")
         if over:
             short.append(f"its estimate at {sym}={over[0]:g} ({excess_lo(over[0])}) is above ccs_max")
+        if not short and below_lower:
+            return reads_the_model()
         if not short:
             return verdict(
                 "forgotten",

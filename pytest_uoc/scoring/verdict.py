@@ -82,7 +82,7 @@ class Verdict:
     calibrated_curve: Any = field(default=None, compare=False, repr=False)
     #: Why the rule stopped where it did, as a word code reads (never the message's wording):
     #: ``too_few_images``, ``low_accuracy``, ``shown_alone``, ``retrieved``, ``within_limit``, ``below_midpoint``,
-    #: ``straddles``, ``above_midpoint``, ``idle_psi``, ``thin_grid``, ``undecided``, ``judge_blind``.
+    #: ``straddles``, ``above_midpoint``, ``idle_psi``, ``thin_grid``, ``below_lower_null``, ``undecided``, ``judge_blind``.
     cause: str | None = field(default=None, compare=False)
     #: A sequential decision's looks and why it stopped (``pytest_uoc.rounds``); None for the fixed design.
     sequential: dict[str, Any] | None = field(default=None, compare=False)
