@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["none", "judge"], choices=["none", "judge"])
     parser.add_argument("--table", action="store_true", help="only print the table from the records")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # each pytest runs in its own project folder: every path it gets is absolute
     if not args.table:
         from pytest_uoc import zoo
 
