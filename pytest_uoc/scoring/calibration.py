@@ -42,7 +42,7 @@ The rule (``decide_calibrated``), in order:
    without the concept cannot take away more than that, so the concept classifier is
    reading something else — the finishing model's own look — and says nothing about the
    concept (measured: ESD-x-red, which draws red in every image, `forgotten` judge-free on
-   one of five seed sets; docs/metrics.md);
+   two of five seed sets; docs/metrics.md);
 6. otherwise **inconclusive**, naming the side that was not proven.
 
 "Significantly positive" is one paired bootstrap interval (95%, over prompt-seed
