@@ -41,7 +41,7 @@ import torch
 
 from .cache import atomic_write_bytes, touch
 
-__all__ = ["ClassifierStore", "TrajectoryCache", "fingerprint_module", "stable_config"]
+__all__ = ["ClassifierStore", "TrajectoryCache", "describe_part", "fingerprint_module", "stable_config"]
 
 _MAGIC = b"UOCTRAJ1"
 
@@ -117,6 +117,15 @@ def fingerprint_module(module: Any, *, full_hash: bool = False) -> str:
     return digest.hexdigest()
 
 
+def describe_part(part: Any, fingerprint: Any = fingerprint_module) -> str:
+    """A key part for a pipeline part: a module's ``fingerprint``, a tokenizer's kind and size, or "none"."""
+    if part is None:
+        return "none"
+    if hasattr(part, "state_dict"):
+        return fingerprint(part)
+    return f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}"
+
+
 class TrajectoryCache:
     """Original-model states per (prompt, seed, hand-off step), persistent on disk."""
 
@@ -135,12 +144,8 @@ class TrajectoryCache:
         return self._fingerprints[id(module)]
 
     def describe(self, part: Any) -> str:
-        """A key part for a pipeline part: a module's fingerprint, a tokenizer's kind and size, or "none"."""
-        if part is None:
-            return "none"
-        if hasattr(part, "state_dict"):
-            return self.fingerprint(part)
-        return f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}"
+        """``describe_part`` with this cache's (memoised) fingerprints."""
+        return describe_part(part, self.fingerprint)
 
     def model_key(self, pipe: Any, extra: dict[str, Any]) -> str:
         """The part of every key that identifies the original model and the sampling settings."""

@@ -96,13 +96,13 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_other_families_are_refused_by_name():
     from family_builders import build_flux, build_sd3, build_sdxl
 
-    from pytest_uoc.attacks.inversion import check_family
+    from pytest_uoc.attacks.text_conditioning import check_attack_family
 
-    check_family(build_sdxl())  # SDXL is supported (tests/test_attacks_sdxl.py)
+    check_attack_family(build_sdxl())  # SDXL is supported (tests/test_attacks_sdxl.py)
     for build, label in ((build_sd3, "SD3"), (build_flux, "Flux")):
         with pytest.raises(ValueError, match=f"concept inversion supports SD 1.x/2.x and SDXL pipelines .*{label} is "
                                              "not supported yet"):
-            check_family(build())
+            check_attack_family(build())
 
 
 def test_inversion_on_a_probe_attacks_unlearned_original_and_reference(tiny_pipe, tiny_unet):

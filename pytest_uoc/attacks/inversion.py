@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import progress
-from .text_conditioning import check_attack_family, text_conditioning
+from .text_conditioning import text_conditioning
 
 __all__ = ["InversionSettings", "LearnedToken", "embedding_override", "learn_token", "placeholder", "placeholder_token",
            "token_override", "token_prompts"]
@@ -91,11 +91,6 @@ class LearnedToken:
     def vectors(self) -> tuple[torch.Tensor, ...]:
         """The learned vector per text encoder (one on SD 1.x/2.x, two on SDXL)."""
         return (self.vector,) if self.vector_2 is None else (self.vector, self.vector_2)
-
-
-def check_family(pipe: Any, attack: str = "concept inversion") -> None:
-    """Refuse the families the learned attacks do not support yet (SD3, Flux), naming them."""
-    check_attack_family(pipe, attack)
 
 
 def placeholder_token(tokenizer: Any, prompts: Sequence[str]) -> tuple[str, int]:
@@ -201,7 +196,7 @@ def learn_token(pipe: Any, latents: torch.Tensor, prompts: Sequence[str], token:
     On SDXL one vector per text encoder, each starting at its own encoder's row, under one Adam;
     ``token_id_2`` is the placeholder's id in ``tokenizer_2`` (default: ``token`` read by it).
     """
-    text = text_conditioning(pipe)  # refuses SD3 and Flux (``check_family``)
+    text = text_conditioning(pipe)  # refuses SD3 and Flux (``check_attack_family``)
     if len(prompts) != len(latents):
         raise ValueError(f"inversion needs one prompt per latent: {len(prompts)} prompts, {len(latents)} latents")
     token_ids = _token_ids(text, token, token_id, token_id_2)

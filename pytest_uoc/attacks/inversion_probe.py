@@ -75,10 +75,10 @@ class InversionResult(AttackShares):
 
 def run_inversion(probe: Any, settings: InversionSettings | None = None) -> InversionResult:
     """Concept inversion against the probe's unlearned model, its original and (if any) its gold standard."""
-    from .inversion import check_family
+    from .text_conditioning import check_attack_family
 
     engine = probe.engine
-    check_family(engine.original)
+    check_attack_family(engine.original)
     settings = settings or InversionSettings(seed=probe.settings.seed)
     prompts = list(probe.concept.prompts)
     token, token_ids = placeholder(engine.original, [*prompts, *probe.anchors])  # one id per text encoder

@@ -106,16 +106,14 @@ def describe_part(part: Any) -> str:
     keys): the attacks' rows are padded by it (SDXL's ``tokenizer_2`` pads with "!") and prompt
     search's ids are read through its vocabulary.
     """
-    from ..stores import fingerprint_module
+    from ..stores import describe_part as describe
 
-    if part is None:
-        return "none"
-    if hasattr(part, "state_dict"):
-        return fingerprint_module(part)
+    base = describe(part)
+    if part is None or hasattr(part, "state_dict"):
+        return base
     vocab = part.get_vocab() if hasattr(part, "get_vocab") else {}
     digest = hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()
-    return (f"{type(part).__name__}:{len(part)}:{getattr(part, 'model_max_length', '')}:"
-            f"pad={getattr(part, 'pad_token', None)!r}:vocab={digest}")
+    return f"{base}:pad={getattr(part, 'pad_token', None)!r}:vocab={digest}"
 
 
 def drawer(engine: Any, pipe: Any) -> Any:

@@ -85,10 +85,10 @@ class PromptAttackResult(AttackShares):
 
 def run_prompt_attack(probe: Any, settings: PromptSearchSettings | None = None) -> PromptAttackResult:
     """Adversarial prompt search against the probe's unlearned model, its original and (if any) its gold standard."""
-    from .inversion import check_family
+    from .text_conditioning import check_attack_family
 
     engine = probe.engine
-    check_family(engine.original, "prompt search")
+    check_attack_family(engine.original, "prompt search")
     check_shared_vocabulary(engine.original)
     settings = settings or PromptSearchSettings(seed=probe.settings.seed)
     prompts = list(probe.concept.prompts)
@@ -150,8 +150,9 @@ def _key(shared: str, pipe: Any) -> str:
 
     On SDXL ``model_key`` adds ``text_encoder_2`` and ``tokenizer_2`` (SD 1.x/2.x keys are unchanged).
     """
-    tokenizer = pipe.tokenizer
-    return model_key(shared, pipe, f"{type(tokenizer).__name__}:{len(tokenizer)}:{tokenizer.model_max_length}")
+    from ..stores import describe_part
+
+    return model_key(shared, pipe, describe_part(pipe.tokenizer))
 
 
 def _payload(found: list[FoundPrompt], images: torch.Tensor) -> dict[str, Any]:
