@@ -51,10 +51,13 @@ def test_{concept}_is_truly_forgotten():
 '''
 
 
-def model_file(name: str, original: Path) -> Path:
-    """The file a user would pass as ``--uoc-unlearned`` for a zoo model (the original: its own UNet file)."""
+def model_file(name: str, original: Path, files: dict[str, Path] | None = None) -> Path:
+    """The file a user would pass as ``--uoc-unlearned`` for a zoo model (the original: its own UNet file),
+    or the file given for a model outside the zoo (``--file NAME=PATH``)."""
     from pytest_uoc import zoo
 
+    if files and name in files:
+        return files[name]
     if name == "digits":
         return original / "unet" / "diffusion_pytorch_model.safetensors"
     file = zoo.weights_dir() / "variants"
@@ -64,7 +67,8 @@ def model_file(name: str, original: Path) -> Path:
     return matches[0]
 
 
-def run_one(out: Path, original: Path, concept: str, name: str, k: int, mode: str) -> dict:
+def run_one(out: Path, original: Path, concept: str, name: str, k: int, mode: str,
+            files: dict[str, Path] | None = None) -> dict:
     """One gate, one subprocess; the record of its verdict (kept as JSON, atomically)."""
     record_path = out / "records" / f"{concept}-set{k}-{mode}-{name}.json"
     if record_path.exists():
@@ -78,7 +82,7 @@ def run_one(out: Path, original: Path, concept: str, name: str, k: int, mode: st
     report = project / "uoc-report.json"
     command = [sys.executable, "-m", "pytest", str(project), "-q", "-p", "no:randomly", "-p", "no:xdist",
                "--uoc-device", "cpu", "--uoc-original", str(original),
-               "--uoc-unlearned", str(model_file(name, original)), "--uoc-seeds", f"{32 * k}-{32 * k + 31}",
+               "--uoc-unlearned", str(model_file(name, original, files)), "--uoc-seeds", f"{32 * k}-{32 * k + 31}",
                "--uoc-judge", "zoo" if mode == "judge" else "none", "--uoc-report", str(report),
                "--uoc-cache-dir", str(out / "cache" / f"set{k}")]
     start = time.perf_counter()
@@ -115,7 +119,8 @@ def table(out: Path) -> str:
                   f"{', '.join(f'{32 * k}-{32 * k + 31}' for k in sets)})", "",
                   "| model | with the zoo's judge (`--uoc-judge zoo`) | no judge (`--uoc-judge none`) | modes agree | "
                   "held-out acc. (no judge) | s per gate (judge / none) |", "|---|---|---|---|---|---|"]
-        for name in MODELS[concept]:
+        extra = sorted({r["model"] for r in mine} - set(MODELS[concept]))
+        for name in MODELS[concept] + extra:
             by_mode = {m: [r for r in mine if r["model"] == name and r["mode"] == m] for m in ("judge", "none")}
             if not any(by_mode.values()):
                 continue
@@ -147,8 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concepts", nargs="+", default=list(PROMPTS), choices=list(PROMPTS))
     parser.add_argument("--models", nargs="+", default=None, help="zoo model names (default: every one)")
     parser.add_argument("--modes", nargs="+", default=["none", "judge"], choices=["none", "judge"])
+    parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
+                        help="a model outside the zoo (e.g. a gold standard retrained from another initialisation): "
+                             "its UNet weight file, gated for every --concepts; repeatable")
     parser.add_argument("--table", action="store_true", help="only print the table from the records")
     args = parser.parse_args(argv)
+    files: dict[str, Path] = {}
+    for spec in args.file:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            parser.error(f"--file {spec!r}: expected NAME=PATH with PATH an existing UNet weight file")
+        files[name] = Path(path).resolve()
     args.out = args.out.resolve()  # each pytest runs in its own project folder: every path it gets is absolute
     if not args.table:
         from pytest_uoc import zoo
@@ -159,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "sd-original.tmp").replace(original)
         for k in args.sets:
             for concept in args.concepts:
-                for name in args.models or MODELS[concept]:
-                    if name not in MODELS[concept]:
+                for name in dict.fromkeys((args.models or MODELS[concept]) + list(files)):
+                    if name not in MODELS[concept] and name not in files:
                         continue
                     for mode in args.modes:
-                        run_one(args.out, original, concept, name, k, mode)
+                        run_one(args.out, original, concept, name, k, mode, files)
     print(table(args.out))
     return 0
 
