@@ -62,8 +62,11 @@ def count_calls(unet):
 def test_mixed_branches_match_separate_branches(tiny_pipe, tiny_unet, kind):
     scheduler, eta = schedulers(tiny_pipe.scheduler.config)[kind]
     pipe = pipeline_with(tiny_pipe, scheduler)
-    separate = PartialDiffusion(pipe, tiny_unet, num_inference_steps=STEPS, eta=eta, mix_branches=False)
-    mixed = PartialDiffusion(pipe, tiny_unet, num_inference_steps=STEPS, eta=eta, mix_branches=True)
+    # Float images: the comparison is about float rounding, which uint8 quantisation (a default) would turn
+    # into an occasional one-level flip (and uint8 subtraction would wrap it to 255).
+    exact = {"eta": eta, "num_inference_steps": STEPS, "image_dtype": torch.float32}
+    separate = PartialDiffusion(pipe, tiny_unet, mix_branches=False, **exact)
+    mixed = PartialDiffusion(pipe, tiny_unet, mix_branches=True, **exact)
     assert mixed.mixing and not separate.mixing
     calls_separate, handle = count_calls(tiny_unet)
     try:
@@ -115,12 +118,15 @@ def test_bad_mixing_arguments_are_named(tiny_pipe, tiny_unet, kwargs, message):
 def test_mixed_branches_work_from_a_warm_trajectory_cache(tiny_pipe, tiny_unet, tmp_path):
     from pytest_uoc.diffusion.trajectory_cache import TrajectoryCache
 
-    plain = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, mix_branches=False)
+    plain = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, mix_branches=False,
+                              image_dtype=torch.float32)
     expected = plain.sweep(PROMPTS[:1], PSIS, SEEDS)
     cache = TrajectoryCache(tmp_path)
-    cold = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, cache=cache, mix_branches=True)
+    cold = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, cache=cache, mix_branches=True,
+                             image_dtype=torch.float32)
     cold.sweep(PROMPTS[:1], PSIS, SEEDS)
-    warm = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, cache=cache, mix_branches=True)
+    warm = PartialDiffusion(tiny_pipe, tiny_unet, num_inference_steps=STEPS, cache=cache, mix_branches=True,
+                             image_dtype=torch.float32)
     got = warm.sweep(PROMPTS[:1], PSIS, SEEDS)
     assert got.original_unet_evals == 0
     for psi in PSIS:
